@@ -1,0 +1,31 @@
+"""deeprnn_jax: deep (stacked) recurrent networks in JAX, as pure functions."""
+
+from deeprnn_jax._src.base import Cell
+from deeprnn_jax._src.base import LSTMState
+from deeprnn_jax._src.cells import gru
+from deeprnn_jax._src.cells import lstm
+from deeprnn_jax._src.cells import rnn
+from deeprnn_jax._src.interop import from_torch
+from deeprnn_jax._src.stack import StackedRNN
+from deeprnn_jax._src.stack import count_params
+from deeprnn_jax._src.stack import layer_params
+from deeprnn_jax._src.stack import stacked_rnn
+from deeprnn_jax._src.unroll import loop_layer
+from deeprnn_jax._src.unroll import scan_layer
+
+__version__ = "0.1.0"
+
+__all__ = (
+    "Cell",
+    "LSTMState",
+    "StackedRNN",
+    "count_params",
+    "from_torch",
+    "gru",
+    "layer_params",
+    "loop_layer",
+    "lstm",
+    "rnn",
+    "scan_layer",
+    "stacked_rnn",
+)

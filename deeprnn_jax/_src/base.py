@@ -1,0 +1,45 @@
+"""Core types: the `Cell` NamedTuple of pure functions and the named carries."""
+
+from typing import Any, Callable, NamedTuple
+
+import jax
+
+Array = jax.Array
+PRNGKey = jax.Array
+Params = Any  # a pytree of arrays
+Carry = Any  # Array [B, H] or LSTMState
+
+
+class LSTMState(NamedTuple):
+  """Carry of an LSTM layer: hidden state `h` [B, H] and cell state `c` [B, H]."""
+
+  h: Array
+  c: Array
+
+
+class Cell(NamedTuple):
+  """A recurrent cell as pure functions (the optax `GradientTransformation` pattern).
+
+  Attributes:
+    init: `init(key, input_size) -> params`, a dict of arrays.
+    project: `project(params, x) -> xp`, the input projection `x @ w_ih + b`
+      [..., input_size] -> [..., gates * hidden]; it is hoisted out of the time scan so
+      that it runs as one large matmul over all time steps.
+    recur: `recur(params, carry, xp_t) -> (carry, y)`, the recurrent part of one step
+      given the projected input; this is the body of the time scan.
+    step: `step(params, carry, x) -> (carry, y)`, one whole step from a raw input x
+      [B, input_size], in `lax.scan` order: `partial(cell.step, params)` scans directly.
+    initial_carry: `initial_carry(batch_size, dtype=float32) -> carry` of zeros.
+    hidden_size: H, the width of y and of every part of the carry.
+    kind: "rnn", "lstm" or "gru".
+    gates: how many H-wide blocks the kernels have (1, 4 or 3).
+  """
+
+  init: Callable[..., Params]
+  project: Callable[..., Array]
+  recur: Callable[..., Any]
+  step: Callable[..., Any]
+  initial_carry: Callable[..., Carry]
+  hidden_size: int
+  kind: str
+  gates: int

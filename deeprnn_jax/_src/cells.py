@@ -1,0 +1,196 @@
+"""Cells: simple RNN (tanh/ReLU), LSTM and GRU as pure functions.
+
+Every cell stores its weights as `x @ kernel` (Keras/Flax orientation, the transpose of
+PyTorch's): `w_ih` [input_size, G*H], `w_hh` [H, G*H], `b` [G*H], gate blocks side by side
+along the last axis in the order its docstring states. The GRU also has `b_hn` [H].
+"""
+
+from typing import Optional, Union
+
+import jax
+import jax.numpy as jnp
+
+from deeprnn_jax._src import initializers as inits
+from deeprnn_jax._src.base import Cell, LSTMState
+
+NONLINEARITIES = {"tanh": jnp.tanh, "relu": jax.nn.relu}
+
+
+def _check_size(value, argname):
+  if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+    raise ValueError(f"{argname}: expected a positive int, got {value!r}")
+
+
+def _make_cell(kind, hidden_size, gates, recur, init_fn, carry_fn):
+  """Builds the Cell from a cell's recurrence; project and step are shared."""
+
+  def project(params, x):
+    return x @ params["w_ih"] + params["b"]
+
+  def step(params, carry, x):
+    return recur(params, carry, project(params, x))
+
+  return Cell(init=init_fn, project=project, recur=recur, step=step,
+              initial_carry=carry_fn, hidden_size=hidden_size, kind=kind, gates=gates)
+
+
+def _init_fn(hidden_size, gates, kernel_init, recurrent_init, bias_init, extra=None):
+  def init(key, input_size, dtype=jnp.float32):
+    _check_size(input_size, "input_size")
+    k_ih, k_hh, k_b = jax.random.split(key, 3)
+    params = {
+        "w_ih": kernel_init(k_ih, (input_size, gates * hidden_size), dtype),
+        "w_hh": inits.per_gate(recurrent_init, k_hh, (hidden_size, gates * hidden_size),
+                               gates, dtype),
+        "b": bias_init(k_b, (gates * hidden_size,), dtype),
+    }
+    if extra is not None:
+      params = extra(params, dtype)
+    return params
+
+  return init
+
+
+def _h_carry(hidden_size):
+  def initial_carry(batch_size, dtype=jnp.float32):
+    return jnp.zeros((batch_size, hidden_size), dtype)
+
+  return initial_carry
+
+
+def rnn(hidden_size: int, *, nonlinearity: str = "tanh",
+        kernel_init: Union[str, inits.Initializer, None] = None,
+        recurrent_init: Union[str, inits.Initializer, None] = None,
+        bias_init: Union[str, inits.Initializer, None] = None) -> Cell:
+  """Simple (Elman) RNN cell.
+
+      h_t = act(x_t @ w_ih + h_{t-1} @ w_hh + b),   y_t = h_t,   act in {tanh, relu}
+
+  This is the seed equation H_t^l = tanh(W^l H_{t-1}^l + U^l H_t^{l-1} + b^l) with
+  W = w_hh^T and U = w_ih^T. Layout: `w_ih` [in, H], `w_hh` [H, H], `b` [H].
+  Defaults: Glorot-uniform input kernel (He-uniform for relu), orthogonal recurrent
+  kernel, zero bias. Carry: h [B, H].
+
+  Example:
+    >>> cell = rnn(8)
+    >>> params = cell.init(jax.random.key(0), 3)
+    >>> h, y = cell.step(params, cell.initial_carry(2), jnp.ones((2, 3)))
+  """
+  _check_size(hidden_size, "hidden_size")
+  if nonlinearity not in NONLINEARITIES:
+    raise ValueError(f"nonlinearity: expected one of {sorted(NONLINEARITIES)}, "
+                     f"got {nonlinearity!r}")
+  act = NONLINEARITIES[nonlinearity]
+  default_kernel = "he_uniform" if nonlinearity == "relu" else "glorot_uniform"
+
+  def recur(params, h, xp):
+    h = act(xp + h @ params["w_hh"])
+    return h, h
+
+  init = _init_fn(hidden_size, 1, inits.resolve(kernel_init, default_kernel, "kernel_init"),
+                  inits.resolve(recurrent_init, "orthogonal", "recurrent_init"),
+                  inits.resolve(bias_init, "zeros", "bias_init"))
+  return _make_cell("rnn", hidden_size, 1, recur, init, _h_carry(hidden_size))
+
+
+def lstm(hidden_size: int, *, forget_bias: float = 1.0,
+         kernel_init: Union[str, inits.Initializer, None] = None,
+         recurrent_init: Union[str, inits.Initializer, None] = None,
+         bias_init: Union[str, inits.Initializer, None] = None) -> Cell:
+  """LSTM cell (Hochreiter & Schmidhuber 1997, with forget gate, Gers et al. 2000).
+
+      [i, f, g, o] = x_t @ w_ih + h_{t-1} @ w_hh + b          (gate order i, f, g, o)
+      c_t = sigmoid(f) * c_{t-1} + sigmoid(i) * tanh(g)
+      h_t = sigmoid(o) * tanh(c_t),   y_t = h_t
+
+  Layout: `w_ih` [in, 4H], `w_hh` [H, 4H], `b` [4H], blocks [i | f | g | o] as in
+  PyTorch (one bias: PyTorch's b_ih + b_hh). `forget_bias` is written into b[H:2H] at
+  init (Keras' `unit_forget_bias`, Jozefowicz et al. 2015) so the cell remembers by
+  default; it is not added in the forward pass, so imported weights run unchanged.
+  Carry: `LSTMState(h, c)`, each [B, H].
+  """
+  _check_size(hidden_size, "hidden_size")
+  H = hidden_size
+
+  def recur(params, carry, xp):
+    gates = xp + carry.h @ params["w_hh"]  # [B, 4H]
+    i, f, g, o = jnp.split(gates, 4, axis=-1)
+    c = jax.nn.sigmoid(f) * carry.c + jax.nn.sigmoid(i) * jnp.tanh(g)
+    h = jax.nn.sigmoid(o) * jnp.tanh(c)
+    return LSTMState(h, c), h
+
+  def add_forget_bias(params, dtype):
+    params["b"] = params["b"].at[H:2 * H].add(jnp.asarray(forget_bias, dtype))
+    return params
+
+  def initial_carry(batch_size, dtype=jnp.float32):
+    zeros = jnp.zeros((batch_size, H), dtype)
+    return LSTMState(zeros, zeros)
+
+  init = _init_fn(H, 4, inits.resolve(kernel_init, "glorot_uniform", "kernel_init"),
+                  inits.resolve(recurrent_init, "orthogonal", "recurrent_init"),
+                  inits.resolve(bias_init, "zeros", "bias_init"), extra=add_forget_bias)
+  return _make_cell("lstm", H, 4, recur, init, initial_carry)
+
+
+def gru(hidden_size: int, *,
+        kernel_init: Union[str, inits.Initializer, None] = None,
+        recurrent_init: Union[str, inits.Initializer, None] = None,
+        bias_init: Union[str, inits.Initializer, None] = None) -> Cell:
+  """GRU cell in the reset-after form of PyTorch, cuDNN and Keras `reset_after=True`.
+
+      [xr, xz, xn] = x_t @ w_ih + b,   [hr, hz, hn] = h_{t-1} @ w_hh   (gate order r, z, n)
+      r = sigmoid(xr + hr),   z = sigmoid(xz + hz)
+      n = tanh(xn + r * (hn + b_hn))
+      h_t = (1 - z) * n + z * h_{t-1},   y_t = h_t
+
+  Layout: `w_ih` [in, 3H], `w_hh` [H, 3H], blocks [r | z | n] as in PyTorch; `b` [3H]
+  holds b_ir + b_hr, b_iz + b_hz and b_in; `b_hn` [H] is the recurrent n bias, which
+  must stay separate because r multiplies it. Carry: h [B, H].
+  """
+  _check_size(hidden_size, "hidden_size")
+  H = hidden_size
+  bias = inits.resolve(bias_init, "zeros", "bias_init")
+
+  def recur(params, h, xp):
+    hp = h @ params["w_hh"]  # [B, 3H]
+    xr, xz, xn = jnp.split(xp, 3, axis=-1)
+    hr, hz, hn = jnp.split(hp, 3, axis=-1)
+    r = jax.nn.sigmoid(xr + hr)
+    z = jax.nn.sigmoid(xz + hz)
+    n = jnp.tanh(xn + r * (hn + params["b_hn"]))
+    h = (1.0 - z) * n + z * h
+    return h, h
+
+  def add_b_hn(params, dtype):
+    params["b_hn"] = bias(jax.random.key(0), (H,), dtype)
+    return params
+
+  init = _init_fn(H, 3, inits.resolve(kernel_init, "glorot_uniform", "kernel_init"),
+                  inits.resolve(recurrent_init, "orthogonal", "recurrent_init"),
+                  bias, extra=add_b_hn)
+  return _make_cell("gru", H, 3, recur, init, _h_carry(H))
+
+
+CELLS = {"rnn": rnn, "lstm": lstm, "gru": gru}
+
+
+def make_cell(kind: str, hidden_size: int, *, nonlinearity: Optional[str] = None,
+              forget_bias: Optional[float] = None, **init_kwargs) -> Cell:
+  """Builds a cell by name, rejecting options that do not apply to it."""
+  if kind not in CELLS:
+    raise ValueError(f"cell: expected one of {sorted(CELLS)}, got {kind!r}")
+  kwargs = dict(init_kwargs)
+  if nonlinearity is not None:
+    if kind != "rnn":
+      if nonlinearity not in NONLINEARITIES:
+        raise ValueError(f"nonlinearity: expected one of {sorted(NONLINEARITIES)}, "
+                         f"got {nonlinearity!r}")
+      if nonlinearity != "tanh":
+        raise ValueError(f"nonlinearity: only the 'rnn' cell takes one; {kind!r} has "
+                         f"fixed gate nonlinearities, got {nonlinearity!r}")
+    else:
+      kwargs["nonlinearity"] = nonlinearity
+  if forget_bias is not None and kind == "lstm":
+    kwargs["forget_bias"] = forget_bias
+  return CELLS[kind](hidden_size, **kwargs)

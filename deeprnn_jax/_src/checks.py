@@ -1,0 +1,100 @@
+"""Input validation: clear errors that name the argument, what was expected and what came."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from deeprnn_jax._src.base import LSTMState
+
+
+def is_concrete(x) -> bool:
+  return not isinstance(x, jax.core.Tracer)
+
+
+def check_xs(xs, input_size):
+  if not hasattr(xs, "shape") or not hasattr(xs, "dtype"):
+    raise TypeError(f"xs: expected an array [batch, time, {input_size}], "
+                    f"got {type(xs).__name__}")
+  if xs.ndim != 3:
+    raise ValueError(f"xs: expected rank 3 [batch, time, features], got rank {xs.ndim} "
+                     f"with shape {tuple(xs.shape)}")
+  if xs.shape[-1] != input_size:
+    raise ValueError(f"xs: expected {input_size} features (input_size) in the last axis, "
+                     f"got shape {tuple(xs.shape)}")
+  if not jnp.issubdtype(xs.dtype, jnp.floating):
+    raise TypeError(f"xs: expected a floating dtype, got {xs.dtype}")
+  if xs.shape[1] == 0:
+    raise ValueError(f"xs: expected at least one time step, got shape {tuple(xs.shape)}")
+
+
+def check_lengths(lengths, batch, time):
+  """Returns `lengths` as an int32 array [B], or raises."""
+  if lengths is None:
+    return None
+  if not hasattr(lengths, "dtype"):
+    lengths = np.asarray(lengths)
+  if not jnp.issubdtype(lengths.dtype, jnp.integer):
+    raise TypeError(f"lengths: expected an integer dtype, got {lengths.dtype}")
+  if tuple(lengths.shape) != (batch,):
+    raise ValueError(f"lengths: expected shape ({batch},) (one length per batch row), "
+                     f"got {tuple(lengths.shape)}")
+  if is_concrete(lengths):
+    values = np.asarray(lengths)
+    if values.size and (values.min() < 0 or values.max() > time):
+      raise ValueError(f"lengths: expected values in [0, {time}] (the time axis of xs), "
+                       f"got min {values.min()} and max {values.max()}")
+  return jnp.asarray(lengths, jnp.int32)
+
+
+def _expect_array(x, shape, name):
+  if not hasattr(x, "shape"):
+    raise TypeError(f"{name}: expected an array of shape {shape}, got {type(x).__name__}")
+  if tuple(x.shape) != shape:
+    raise ValueError(f"{name}: expected shape {shape}, got {tuple(x.shape)}")
+
+
+def check_initial_state(state, cells, batch):
+  """Returns `initial_state` as a tuple of per-layer carries, or raises."""
+  if not isinstance(state, (tuple, list)) or isinstance(state, LSTMState):
+    raise TypeError(f"initial_state: expected a tuple with one carry per layer "
+                    f"({len(cells)} layers), got {type(state).__name__}")
+  if len(state) != len(cells):
+    raise ValueError(f"initial_state: expected {len(cells)} entries (one per layer), "
+                     f"got {len(state)}")
+  out = []
+  for l, (carry, cell) in enumerate(zip(state, cells)):
+    shape = (batch, cell.hidden_size)
+    name = f"initial_state[{l}]"
+    if cell.kind == "lstm":
+      if not isinstance(carry, (tuple, list)) or len(carry) != 2:
+        raise TypeError(f"{name}: expected LSTMState(h, c) with h and c of shape {shape}, "
+                        f"got {type(carry).__name__}")
+      _expect_array(carry[0], shape, name + ".h")
+      _expect_array(carry[1], shape, name + ".c")
+      out.append(LSTMState(*carry))
+    else:
+      _expect_array(carry, shape, name)
+      out.append(carry)
+  return tuple(out)
+
+
+def check_dropout(rate):
+  if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not 0 <= rate < 1:
+    raise ValueError(f"dropout: expected a rate in [0, 1), got {rate!r}")
+  return float(rate)
+
+
+def check_hidden_sizes(hidden_sizes):
+  if isinstance(hidden_sizes, int) and not isinstance(hidden_sizes, bool):
+    hidden_sizes = (hidden_sizes,)
+  try:
+    sizes = tuple(hidden_sizes)
+  except TypeError:
+    raise TypeError(f"hidden_sizes: expected a sequence of positive ints, "
+                    f"got {hidden_sizes!r}") from None
+  if not sizes:
+    raise ValueError("hidden_sizes: expected at least one layer, got an empty sequence")
+  for l, h in enumerate(sizes):
+    if isinstance(h, bool) or not isinstance(h, (int, np.integer)) or h <= 0:
+      raise ValueError(f"hidden_sizes[{l}]: expected a positive int, got {h!r}")
+  return tuple(int(h) for h in sizes)

@@ -1,0 +1,60 @@
+"""Running one layer over time: `lax.scan` (fast) and a Python loop (reference).
+
+Both are time-major: xs [T, B, F] -> ys [T, B, H]. With `lengths` [B], step t of sequence
+b is valid when t < lengths[b]; past it the carry is frozen and the output is zero, so
+the final carry is the carry at the last valid step.
+"""
+
+import jax
+import jax.numpy as jnp
+from jax import lax
+
+from deeprnn_jax._src.base import Cell
+
+
+def _mask_step(valid, new_carry, old_carry, y):
+  """Keeps the old carry and zeroes y where `valid` [B] is False."""
+  keep = lambda n, o: jnp.where(valid[:, None], n, o)
+  return jax.tree.map(keep, new_carry, old_carry), jnp.where(valid[:, None], y, 0)
+
+
+def scan_layer(cell: Cell, params, xs, carry, lengths=None, *, reverse=False, unroll=1):
+  """Runs `cell` over time with `lax.scan`; the input projection is one matmul outside.
+
+  Args:
+    cell: the layer's Cell.
+    params: its parameters.
+    xs: inputs [T, B, F] (time-major).
+    carry: initial carry (h [B, H] or LSTMState).
+    lengths: optional int [B]; steps t >= lengths[b] leave sequence b untouched.
+    reverse: scan from t = T-1 down to 0 (over the whole padded axis).
+    unroll: passed to `lax.scan`.
+
+  Returns:
+    (final carry, ys [T, B, H]).
+  """
+  xp = cell.project(params, xs)  # [T, B, G*H], all steps in one matmul
+  if lengths is None:
+    body = lambda c, xp_t: cell.recur(params, c, xp_t)
+    return lax.scan(body, carry, xp, reverse=reverse, unroll=unroll)
+
+  def masked_body(c, inp):
+    xp_t, t = inp
+    new_c, y = cell.recur(params, c, xp_t)
+    return _mask_step(t < lengths, new_c, c, y)
+
+  steps = jnp.arange(xs.shape[0], dtype=lengths.dtype)
+  return lax.scan(masked_body, carry, (xp, steps), reverse=reverse, unroll=unroll)
+
+
+def loop_layer(cell: Cell, params, xs, carry, lengths=None, *, reverse=False):
+  """Reference for `scan_layer`: a plain Python loop of `cell.step` over time."""
+  T = xs.shape[0]
+  ys = [None] * T
+  order = range(T - 1, -1, -1) if reverse else range(T)
+  for t in order:
+    new_carry, y = cell.step(params, carry, xs[t])
+    if lengths is not None:
+      new_carry, y = _mask_step(t < lengths, new_carry, carry, y)
+    carry, ys[t] = new_carry, y
+  return carry, jnp.stack(ys)
