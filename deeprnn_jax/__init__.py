@@ -1,5 +1,6 @@
 """deeprnn_jax: deep (stacked) recurrent networks in JAX, as pure functions."""
 
+from deeprnn_jax import diagnostics
 from deeprnn_jax._src.base import Cell
 from deeprnn_jax._src.base import LSTMState
 from deeprnn_jax._src.cells import gru
