@@ -11,6 +11,10 @@ from deeprnn_jax._src.stack import StackedRNN
 from deeprnn_jax._src.stack import count_params
 from deeprnn_jax._src.stack import layer_params
 from deeprnn_jax._src.stack import stacked_rnn
+from deeprnn_jax._src.train import make_eval_step
+from deeprnn_jax._src.train import make_train_step
+from deeprnn_jax._src.train import optimizer
+from deeprnn_jax._src.train import sigmoid_binary_loss
 from deeprnn_jax._src.unroll import loop_layer
 from deeprnn_jax._src.unroll import scan_layer
 
@@ -26,7 +30,11 @@ __all__ = (
     "layer_params",
     "loop_layer",
     "lstm",
+    "make_eval_step",
+    "make_train_step",
+    "optimizer",
     "rnn",
     "scan_layer",
+    "sigmoid_binary_loss",
     "stacked_rnn",
 )
