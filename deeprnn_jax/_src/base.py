@@ -33,6 +33,7 @@ class Cell(NamedTuple):
     hidden_size: H, the width of y and of every part of the carry.
     kind: "rnn", "lstm" or "gru".
     gates: how many H-wide blocks the kernels have (1, 4 or 3).
+    layer_norm: whether the cell normalises its projections (Ba et al. 2016).
   """
 
   init: Callable[..., Params]
@@ -43,3 +44,4 @@ class Cell(NamedTuple):
   hidden_size: int
   kind: str
   gates: int
+  layer_norm: bool = False

@@ -3,6 +3,20 @@
 Every cell stores its weights as `x @ kernel` (Keras/Flax orientation, the transpose of
 PyTorch's): `w_ih` [input_size, G*H], `w_hh` [H, G*H], `b` [G*H], gate blocks side by side
 along the last axis in the order its docstring states. The GRU also has `b_hn` [H].
+
+With `layer_norm=True` (LSTM and GRU; Ba et al. 2016, "Layer Normalization") the input
+and the recurrent projections are normalised separately, each gate block on its own,
+before they are added:
+
+    LN(a) = (a - mean(a)) / sqrt(var(a) + 1e-5), mean and var over each H-wide gate block
+    xp = LN(x_t @ w_ih) * ln_ih_scale + b          (still hoisted out of the time scan)
+    hp = LN(h_{t-1} @ w_hh) * ln_hh_scale
+
+and the LSTM also normalises its cell state before the output tanh:
+h_t = sigmoid(o) * tanh(LN(c_t) * ln_c_scale + ln_c_bias). Extra params: `ln_ih_scale`,
+`ln_hh_scale` [G*H] (init 1), and for the LSTM `ln_c_scale` (1), `ln_c_bias` (0) [H].
+Ba et al. give each projection's LN a shift as well; b (and the GRU's b_hn) already is
+that shift, so the two extra ones would be redundant and are left out.
 """
 
 from typing import Optional, Union
@@ -14,6 +28,7 @@ from deeprnn_jax._src import initializers as inits
 from deeprnn_jax._src.base import Cell, LSTMState
 
 NONLINEARITIES = {"tanh": jnp.tanh, "relu": jax.nn.relu}
+LN_EPSILON = 1e-5  # PyTorch's nn.LayerNorm default
 
 
 def _check_size(value, argname):
@@ -21,17 +36,68 @@ def _check_size(value, argname):
     raise ValueError(f"{argname}: expected a positive int, got {value!r}")
 
 
-def _make_cell(kind, hidden_size, gates, recur, init_fn, carry_fn):
+def _block_norm(a, blocks):
+  """Normalises each of `blocks` equal parts of the last axis (mean 0, variance 1)."""
+  shape, dtype = a.shape, a.dtype
+  # statistics in float32 at least: bf16 sums over H values lose too many digits
+  a = a.astype(jnp.promote_types(dtype, jnp.float32))
+  a = a.reshape(shape[:-1] + (blocks, shape[-1] // blocks))  # [..., G, H]
+  mean = a.mean(-1, keepdims=True)
+  var = jnp.square(a - mean).mean(-1, keepdims=True)
+  return ((a - mean) * jax.lax.rsqrt(var + LN_EPSILON)).reshape(shape).astype(dtype)
+
+
+def _recurrent(params, h, gates, layer_norm):
+  """h @ w_hh [B, G*H], block-normalised and scaled when the cell has layer norm."""
+  hp = h @ params["w_hh"]
+  if layer_norm:
+    hp = _block_norm(hp, gates) * params["ln_hh_scale"]
+  return hp
+
+
+def _make_cell(kind, hidden_size, gates, recur, init_fn, carry_fn, layer_norm=False):
   """Builds the Cell from a cell's recurrence; project and step are shared."""
 
   def project(params, x):
-    return x @ params["w_ih"] + params["b"]
+    xp = x @ params["w_ih"]
+    if layer_norm:
+      xp = _block_norm(xp, gates) * params["ln_ih_scale"]
+    return xp + params["b"]
 
   def step(params, carry, x):
     return recur(params, carry, project(params, x))
 
   return Cell(init=init_fn, project=project, recur=recur, step=step,
-              initial_carry=carry_fn, hidden_size=hidden_size, kind=kind, gates=gates)
+              initial_carry=carry_fn, hidden_size=hidden_size, kind=kind, gates=gates,
+              layer_norm=layer_norm)
+
+
+def _add_ln_params(hidden_size, gates, cell_state):
+  """Init-time extra: layer-norm gains of 1 (and the LSTM's cell-state shift of 0)."""
+
+  def extra(params, dtype):
+    params["ln_ih_scale"] = jnp.ones((gates * hidden_size,), dtype)
+    params["ln_hh_scale"] = jnp.ones((gates * hidden_size,), dtype)
+    if cell_state:
+      params["ln_c_scale"] = jnp.ones((hidden_size,), dtype)
+      params["ln_c_bias"] = jnp.zeros((hidden_size,), dtype)
+    return params
+
+  return extra
+
+
+def _chain(*extras):
+  def extra(params, dtype):
+    for e in extras:
+      params = e(params, dtype)
+    return params
+
+  return extra
+
+
+def _check_layer_norm(layer_norm):
+  if not isinstance(layer_norm, bool):
+    raise TypeError(f"layer_norm: expected True or False, got {layer_norm!r}")
 
 
 def _init_fn(hidden_size, gates, kernel_init, recurrent_init, bias_init, extra=None):
@@ -93,7 +159,7 @@ def rnn(hidden_size: int, *, nonlinearity: str = "tanh",
   return _make_cell("rnn", hidden_size, 1, recur, init, _h_carry(hidden_size))
 
 
-def lstm(hidden_size: int, *, forget_bias: float = 1.0,
+def lstm(hidden_size: int, *, forget_bias: float = 1.0, layer_norm: bool = False,
          kernel_init: Union[str, inits.Initializer, None] = None,
          recurrent_init: Union[str, inits.Initializer, None] = None,
          bias_init: Union[str, inits.Initializer, None] = None) -> Cell:
@@ -108,15 +174,24 @@ def lstm(hidden_size: int, *, forget_bias: float = 1.0,
   init (Keras' `unit_forget_bias`, Jozefowicz et al. 2015) so the cell remembers by
   default; it is not added in the forward pass, so imported weights run unchanged.
   Carry: `LSTMState(h, c)`, each [B, H].
+
+  With `layer_norm=True` it is the layer-normalised LSTM of Ba et al. 2016 (equations in
+  this module's docstring), with the extra params `ln_ih_scale`, `ln_hh_scale` [4H],
+  `ln_c_scale`, `ln_c_bias` [H]; h_t = sigmoid(o) * tanh(LN(c_t) * ln_c_scale + ln_c_bias)
+  while the carry keeps the unnormalised c_t.
   """
   _check_size(hidden_size, "hidden_size")
+  _check_layer_norm(layer_norm)
   H = hidden_size
 
   def recur(params, carry, xp):
-    gates = xp + carry.h @ params["w_hh"]  # [B, 4H]
+    gates = xp + _recurrent(params, carry.h, 4, layer_norm)  # [B, 4H]
     i, f, g, o = jnp.split(gates, 4, axis=-1)
     c = jax.nn.sigmoid(f) * carry.c + jax.nn.sigmoid(i) * jnp.tanh(g)
-    h = jax.nn.sigmoid(o) * jnp.tanh(c)
+    c_out = c
+    if layer_norm:
+      c_out = _block_norm(c, 1) * params["ln_c_scale"] + params["ln_c_bias"]
+    h = jax.nn.sigmoid(o) * jnp.tanh(c_out)
     return LSTMState(h, c), h
 
   def add_forget_bias(params, dtype):
@@ -129,11 +204,13 @@ def lstm(hidden_size: int, *, forget_bias: float = 1.0,
 
   init = _init_fn(H, 4, inits.resolve(kernel_init, "glorot_uniform", "kernel_init"),
                   inits.resolve(recurrent_init, "orthogonal", "recurrent_init"),
-                  inits.resolve(bias_init, "zeros", "bias_init"), extra=add_forget_bias)
-  return _make_cell("lstm", H, 4, recur, init, initial_carry)
+                  inits.resolve(bias_init, "zeros", "bias_init"),
+                  extra=_chain(add_forget_bias, _add_ln_params(H, 4, True)) if layer_norm
+                  else add_forget_bias)
+  return _make_cell("lstm", H, 4, recur, init, initial_carry, layer_norm)
 
 
-def gru(hidden_size: int, *,
+def gru(hidden_size: int, *, layer_norm: bool = False,
         kernel_init: Union[str, inits.Initializer, None] = None,
         recurrent_init: Union[str, inits.Initializer, None] = None,
         bias_init: Union[str, inits.Initializer, None] = None) -> Cell:
@@ -147,13 +224,18 @@ def gru(hidden_size: int, *,
   Layout: `w_ih` [in, 3H], `w_hh` [H, 3H], blocks [r | z | n] as in PyTorch; `b` [3H]
   holds b_ir + b_hr, b_iz + b_hz and b_in; `b_hn` [H] is the recurrent n bias, which
   must stay separate because r multiplies it. Carry: h [B, H].
+
+  With `layer_norm=True` the input and recurrent projections are layer-normalised per
+  gate block (module docstring), with the extra params `ln_ih_scale`, `ln_hh_scale` [3H];
+  b_hn stays the shift of the normalised hn, so n = tanh(xn + r * (LN(hn) * s + b_hn)).
   """
   _check_size(hidden_size, "hidden_size")
+  _check_layer_norm(layer_norm)
   H = hidden_size
   bias = inits.resolve(bias_init, "zeros", "bias_init")
 
   def recur(params, h, xp):
-    hp = h @ params["w_hh"]  # [B, 3H]
+    hp = _recurrent(params, h, 3, layer_norm)  # [B, 3H]
     xr, xz, xn = jnp.split(xp, 3, axis=-1)
     hr, hz, hn = jnp.split(hp, 3, axis=-1)
     r = jax.nn.sigmoid(xr + hr)
@@ -168,19 +250,27 @@ def gru(hidden_size: int, *,
 
   init = _init_fn(H, 3, inits.resolve(kernel_init, "glorot_uniform", "kernel_init"),
                   inits.resolve(recurrent_init, "orthogonal", "recurrent_init"),
-                  bias, extra=add_b_hn)
-  return _make_cell("gru", H, 3, recur, init, _h_carry(H))
+                  bias, extra=_chain(add_b_hn, _add_ln_params(H, 3, False)) if layer_norm
+                  else add_b_hn)
+  return _make_cell("gru", H, 3, recur, init, _h_carry(H), layer_norm)
 
 
 CELLS = {"rnn": rnn, "lstm": lstm, "gru": gru}
 
 
 def make_cell(kind: str, hidden_size: int, *, nonlinearity: Optional[str] = None,
-              forget_bias: Optional[float] = None, **init_kwargs) -> Cell:
+              forget_bias: Optional[float] = None, layer_norm: bool = False,
+              **init_kwargs) -> Cell:
   """Builds a cell by name, rejecting options that do not apply to it."""
   if kind not in CELLS:
     raise ValueError(f"cell: expected one of {sorted(CELLS)}, got {kind!r}")
   kwargs = dict(init_kwargs)
+  _check_layer_norm(layer_norm)
+  if layer_norm:
+    if kind == "rnn":
+      raise ValueError("layer_norm: only the 'lstm' and 'gru' cells have a layer-norm "
+                       "form, got cell 'rnn'")
+    kwargs["layer_norm"] = True
   if nonlinearity is not None:
     if kind != "rnn":
       if nonlinearity not in NONLINEARITIES:
