@@ -7,6 +7,9 @@ from deeprnn_jax._src.cells import gru
 from deeprnn_jax._src.cells import lstm
 from deeprnn_jax._src.cells import rnn
 from deeprnn_jax._src.interop import from_torch
+from deeprnn_jax._src.interop import to_torch
+from deeprnn_jax._src.keras_interop import from_keras
+from deeprnn_jax._src.keras_interop import to_keras
 from deeprnn_jax._src.stack import StackedRNN
 from deeprnn_jax._src.stack import count_params
 from deeprnn_jax._src.stack import layer_params
@@ -25,6 +28,7 @@ __all__ = (
     "LSTMState",
     "StackedRNN",
     "count_params",
+    "from_keras",
     "from_torch",
     "gru",
     "layer_params",
@@ -37,4 +41,15 @@ __all__ = (
     "scan_layer",
     "sigmoid_binary_loss",
     "stacked_rnn",
+    "to_keras",
+    "to_torch",
 )
+
+
+def __getattr__(name):
+  # imported on first use, so that `import deeprnn_jax` needs no Flax; it is left out of
+  # __all__ so that `from deeprnn_jax import *` needs none either
+  if name == "FlaxStackedRNN":
+    from deeprnn_jax._src.flax_adapter import FlaxStackedRNN
+    return FlaxStackedRNN
+  raise AttributeError(f"module 'deeprnn_jax' has no attribute {name!r}")

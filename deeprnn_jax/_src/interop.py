@@ -1,10 +1,12 @@
-"""Weight import from PyTorch's `nn.RNN`, `nn.LSTM` and `nn.GRU`.
+"""Weight import from and export to PyTorch's `nn.RNN`, `nn.LSTM` and `nn.GRU`.
 
 PyTorch keeps, per layer k, `weight_ih_l{k}` [G*H, in], `weight_hh_l{k}` [G*H, H],
 `bias_ih_l{k}` and `bias_hh_l{k}` [G*H], applied as x @ W.T + b, with gate rows
 [i | f | g | o] (LSTM) and [r | z | n] (GRU): the same orders as ours, so the kernels
 only transpose. The two biases add up, except the GRU's recurrent n bias, which r
-multiplies and which therefore becomes our `b_hn`.
+multiplies and which therefore becomes our `b_hn`. A bidirectional module has the same
+entries again with the suffix `_reverse` for the backward direction, our "bwd" params;
+its layer k > 0 reads [forward | backward] outputs, 2H wide, as ours does.
 """
 
 from typing import Mapping
@@ -13,24 +15,102 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from deeprnn_jax._src.stack import StackedRNN
+from deeprnn_jax._src.stack import StackedRNN, layer_params
+
+TORCH_FIELDS = ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
 
 
-def _torch_names(num_layers):
-  names = []
-  for k in range(num_layers):
-    names += [f"weight_ih_l{k}", f"weight_hh_l{k}", f"bias_ih_l{k}", f"bias_hh_l{k}"]
-  return names
+def directions(model):
+  """(our direction key, PyTorch name suffix) per direction; key None if unidirectional."""
+  if getattr(model, "bidirectional", False):
+    return (("fwd", ""), ("bwd", "_reverse"))
+  return ((None, ""),)
+
+
+def direction(layer, key):
+  return layer if key is None else layer[key]
+
+
+def check_convertible(model, framework):
+  if not isinstance(model, StackedRNN):
+    raise TypeError(f"model: expected a StackedRNN from stacked_rnn, got "
+                    f"{type(model).__name__}")
+  if any(getattr(c, "layer_norm", False) for c in model.cells):
+    raise ValueError(f"model: {framework}'s recurrent layers have no layer normalisation; "
+                     f"expected a stack built with layer_norm=False, got layer_norm=True")
+
+
+def layer_shapes(model):
+  """Per layer, its params as `model.init` makes them, as ShapeDtypeStructs (no compute)."""
+  shapes = jax.eval_shape(model.init, jax.random.key(0))
+  return [jax.tree.map(lambda s: jax.ShapeDtypeStruct(s.shape[1:], s.dtype), shapes[g])
+          for g, (_, count) in enumerate(model.groups) for _ in range(count)]
+
+
+def stack_layers(model, per_layer, dtype):
+  """Per-layer dicts of NumPy arrays -> the grouped params tuple of `model`."""
+  per_layer = [jax.tree.map(lambda a: jnp.asarray(a, dtype), p) for p in per_layer]
+  return tuple(jax.tree.map(lambda *a: jnp.stack(a), *per_layer[first:first + count])
+               for first, count in model.groups)
+
+
+def unstack_layers(model, params):
+  """`params` checked against `model.init`'s structure, as per-layer float64 NumPy dicts."""
+  want = jax.eval_shape(model.init, jax.random.key(0))
+  want_tree, got_tree = jax.tree.structure(want), jax.tree.structure(params)
+  if want_tree != got_tree:
+    raise ValueError(f"params: expected the structure of model.init(key), {want_tree}, "
+                     f"got {got_tree}")
+  for (path, w), g in zip(jax.tree_util.tree_flatten_with_path(want)[0],
+                          jax.tree.leaves(params)):
+    if tuple(np.shape(g)) != w.shape:
+      raise ValueError(f"params{jax.tree_util.keystr(path)}: expected shape {w.shape}, "
+                       f"got {tuple(np.shape(g))}")
+  return [jax.tree.map(lambda a: np.asarray(a, np.float64), layer_params(model, params, l))
+          for l in range(len(model.cells))]
+
+
+def _torch_names(model):
+  """All state_dict names of the torch module matching `model`, in PyTorch's order."""
+  return [f"{field}_l{k}{suffix}" for k in range(len(model.cells))
+          for _, suffix in directions(model) for field in TORCH_FIELDS]
+
+
+def _read_torch(state_dict, k, suffix, cell, in_width):
+  """Layer k's entries for one direction, shape-checked, as float64 {field: array}."""
+  GH, H = cell.gates * cell.hidden_size, cell.hidden_size
+  want = {"weight_ih": (GH, in_width), "weight_hh": (GH, H), "bias_ih": (GH,),
+          "bias_hh": (GH,)}
+  w = {}
+  for field, shape in want.items():
+    name = f"{field}_l{k}{suffix}"
+    value = np.asarray(state_dict[name])
+    if value.shape != shape:
+      raise ValueError(f"state_dict[{name!r}]: expected shape {shape} for layer {k} "
+                       f"({cell.kind}, in={in_width}, hidden={H}), got {value.shape}")
+    w[field] = value.astype(np.float64)
+  return w
+
+
+def _to_ours(kind, H, w):
+  """One layer and direction: torch {field: array} -> our {w_ih, w_hh, b(, b_hn)}."""
+  b = w["bias_ih"] + w["bias_hh"]
+  layer = {"w_ih": w["weight_ih"].T, "w_hh": w["weight_hh"].T, "b": b}
+  if kind == "gru":  # r multiplies the recurrent n bias, so it cannot join b
+    layer["b"] = np.concatenate([b[:2 * H], w["bias_ih"][2 * H:]])
+    layer["b_hn"] = w["bias_hh"][2 * H:]
+  return layer
 
 
 def from_torch(model: StackedRNN, state_dict: Mapping[str, np.ndarray], dtype=jnp.float32):
   """Parameters for `model` from a PyTorch `nn.RNN/LSTM/GRU` `state_dict()`.
 
   Args:
-    model: a `stacked_rnn` of the same cell, depth and widths as the torch module
-      (and, for "rnn", the same nonlinearity; `batch_first` does not matter).
+    model: a `stacked_rnn` of the same cell, depth, widths and directions as the torch
+      module (and, for "rnn", the same nonlinearity; `batch_first` does not matter).
     state_dict: {name: array} as `{k: v.numpy() for k, v in module.state_dict().items()}`;
-      the module must have `bias=True` and no `proj_size`.
+      the module must have `bias=True` and no `proj_size`. A `bidirectional=True` module
+      needs `stacked_rnn(..., bidirectional=True)`.
     dtype: dtype of the returned arrays.
 
   Returns:
@@ -39,32 +119,56 @@ def from_torch(model: StackedRNN, state_dict: Mapping[str, np.ndarray], dtype=jn
   if not isinstance(state_dict, Mapping):
     raise TypeError(f"state_dict: expected a mapping of names to arrays, "
                     f"got {type(state_dict).__name__}")
-  L = len(model.cells)
-  expected = _torch_names(L)
+  check_convertible(model, "PyTorch")
+  expected = _torch_names(model)
   missing = [n for n in expected if n not in state_dict]
   extra = sorted(set(state_dict) - set(expected))
   if missing or extra:
-    raise ValueError(f"state_dict: expected the {len(expected)} entries of a {L}-layer "
-                     f"unidirectional torch {model.cells[0].kind.upper()} with bias; "
-                     f"missing {missing}, unexpected {extra}")
-  widths = (model.input_size,) + model.hidden_sizes
+    kind = "bidirectional" if len(directions(model)) == 2 else "unidirectional"
+    hint = ("; proj_size is not supported"
+            if any(n.startswith("weight_hr") for n in extra) else "")
+    raise ValueError(f"state_dict: expected the {len(expected)} entries of a "
+                     f"{len(model.cells)}-layer {kind} torch {model.cells[0].kind.upper()} "
+                     f"with bias; missing {missing}, unexpected {extra}{hint}")
   per_layer = []
-  for k, cell in enumerate(model.cells):
-    G, H = cell.gates, cell.hidden_size
-    shapes = {f"weight_ih_l{k}": (G * H, widths[k]), f"weight_hh_l{k}": (G * H, H),
-              f"bias_ih_l{k}": (G * H,), f"bias_hh_l{k}": (G * H,)}
-    w = {}
-    for name, shape in shapes.items():
-      value = np.asarray(state_dict[name])
-      if value.shape != shape:
-        raise ValueError(f"state_dict[{name!r}]: expected shape {shape} for layer {k} "
-                         f"({cell.kind}, in={widths[k]}, hidden={H}), got {value.shape}")
-      w[name[:-len(f"_l{k}")]] = value.astype(np.float64)
-    b = w["bias_ih"] + w["bias_hh"]
-    layer = {"w_ih": w["weight_ih"].T, "w_hh": w["weight_hh"].T, "b": b}
-    if cell.kind == "gru":
-      layer["b"] = np.concatenate([b[:2 * H], w["bias_ih"][2 * H:]])
-      layer["b_hn"] = w["bias_hh"][2 * H:]
-    per_layer.append({n: jnp.asarray(v, dtype) for n, v in layer.items()})
-  return tuple(jax.tree.map(lambda *a: jnp.stack(a), *per_layer[first:first + count])
-               for first, count in model.groups)
+  for k, (cell, shapes) in enumerate(zip(model.cells, layer_shapes(model))):
+    layer = {}
+    for key, suffix in directions(model):
+      in_width = direction(shapes, key)["w_ih"].shape[0]
+      w = _read_torch(state_dict, k, suffix, cell, in_width)
+      layer[key] = _to_ours(cell.kind, cell.hidden_size, w)
+    per_layer.append(layer[None] if None in layer else layer)
+  return stack_layers(model, per_layer, dtype)
+
+
+def to_torch(model: StackedRNN, params, dtype=np.float32) -> dict:
+  """A PyTorch `state_dict` of NumPy arrays holding `params`, the inverse of `from_torch`.
+
+  Load it with `module.load_state_dict({k: torch.from_numpy(v) for k, v in sd.items()})`
+  into `nn.RNN/LSTM/GRU(input_size, H, num_layers=L, bidirectional=model.bidirectional)`
+  (with `nonlinearity` for "rnn"); that module then gives `model.apply`'s outputs. Our one
+  bias goes to `bias_ih`; `bias_hh` is zero, except the GRU's n block, which holds `b_hn`.
+
+  Args:
+    model: the `stacked_rnn` that `params` belong to (all layers of equal width, as
+      torch's stacks are).
+    params: its parameters.
+    dtype: NumPy dtype of the arrays (float32: what torch.from_numpy reads directly).
+
+  Returns:
+    {name: array} with PyTorch's names, shapes and order.
+  """
+  check_convertible(model, "PyTorch")
+  state_dict = {}
+  for k, (cell, layer) in enumerate(zip(model.cells, unstack_layers(model, params))):
+    H = cell.hidden_size
+    for key, suffix in directions(model):
+      p = direction(layer, key)
+      bias_hh = np.zeros_like(p["b"])
+      if cell.kind == "gru":
+        bias_hh[2 * H:] = p["b_hn"]
+      fields = {"weight_ih": p["w_ih"].T, "weight_hh": p["w_hh"].T, "bias_ih": p["b"],
+                "bias_hh": bias_hh}
+      for field in TORCH_FIELDS:
+        state_dict[f"{field}_l{k}{suffix}"] = np.ascontiguousarray(fields[field], dtype)
+  return state_dict
