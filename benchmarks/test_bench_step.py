@@ -1,0 +1,91 @@
+"""The benchmark: one training step per impl and grid point (the grid is in conftest.py).
+
+For each point: build the impl's workload, time trace + lower + compile (JAX), run one
+warm-up step (timed as first_step_s), then let pytest-benchmark time steady-state steps,
+each blocking until its outputs are ready. Rounds are sized from the warm-up step so that
+each benchmark spends about the grid's `seconds` (at least 3 rounds) in steady state.
+Everything a report needs goes into `benchmark.extra_info` and so into the JSON.
+"""
+
+import datetime
+import functools
+import importlib.metadata
+import os
+import resource
+import time
+
+import numpy as np
+import pytest
+
+import workloads as wl
+
+MIN_ROUNDS, MAX_ROUNDS = 3, 50
+
+
+@functools.cache
+def _versions():
+  out = {}
+  for dist in ("deeprnn_jax", "jax", "jaxlib", "flax", "optax", "torch"):
+    try:
+      out[dist] = importlib.metadata.version(dist)
+    except importlib.metadata.PackageNotFoundError:
+      pass
+  return out
+
+
+def _max_rss_bytes():
+  return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux reports KiB
+
+
+def test_train_step(benchmark, point, matmul_gflops):
+  if point.impl == "torch":
+    pytest.importorskip("torch")
+  spec = point.spec
+  rss_before = _max_rss_bytes()
+  load = os.getloadavg()[0]
+  work = wl.make_workload(point.impl, spec, point.opts)
+  compile_times = work.compile()
+
+  t0 = time.perf_counter()
+  loss = float(work.step())
+  first_step_s = time.perf_counter() - t0
+  assert np.isfinite(loss), f"{point.label}: loss {loss} after one step"
+
+  rounds = int(np.clip(point.seconds / first_step_s, MIN_ROUNDS, MAX_ROUNDS))
+  own_times = []  # the steps' own clock, for --benchmark-disable (pytest-benchmark keeps none)
+
+  def timed_step():
+    t = time.perf_counter()
+    work.step()
+    own_times.append(time.perf_counter() - t)
+
+  benchmark.pedantic(timed_step, rounds=rounds, iterations=1,
+                     warmup_rounds=1 if first_step_s * 10 < point.seconds else 0)
+  if benchmark.enabled:
+    median_s = benchmark.stats.stats.median
+  else:
+    median_s = float(np.median(own_times))
+
+  memory = work.memory()
+  rss_delta = _max_rss_bytes() - rss_before
+  flops = wl.train_flops(spec)
+  tokens = spec.batch * spec.time
+  benchmark.extra_info.update(
+      impl=point.label, cell=spec.cell, depth=spec.depth, hidden=spec.hidden,
+      batch=spec.batch, time=spec.time, features=spec.features,
+      opts=point.opts, params=work.param_count,
+      trace_s=compile_times.get("trace_s"), lower_s=compile_times.get("lower_s"),
+      xla_compile_s=compile_times.get("xla_compile_s"),
+      compile_s=compile_times.get("compile_s"),  # None: eager, nothing compiled
+      first_step_s=first_step_s, median_step_s=median_s, rounds=rounds,
+      tokens_per_s=tokens / median_s,
+      flops_per_step=flops, matmul_gflops=matmul_gflops,
+      mfu=flops / median_s / (matmul_gflops * 1e9),
+      device=work.device,
+      peak_mem_bytes=memory.get("device_peak_bytes", rss_delta),
+      peak_mem_kind=("device peak bytes in use" if "device_peak_bytes" in memory
+                     else "process max-RSS growth during this benchmark"),
+      xla_temp_bytes=memory.get("xla_temp_bytes"),
+      load_avg_1min=load, versions=_versions(),
+      date=datetime.datetime.now().isoformat(timespec="seconds"),
+  )
