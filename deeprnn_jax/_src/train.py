@@ -97,7 +97,7 @@ def make_train_step(loss_fn: LossFn, tx: optax.GradientTransformation, *,
         params, batch, key)
     updates, opt_state = tx.update(grads, opt_state, params)
     params = optax.apply_updates(params, updates)
-    metrics = {**metrics, "loss": loss, "grad_norm": optax.global_norm(grads)}
+    metrics = {**metrics, "loss": loss, "grad_norm": optax.tree.norm(grads)}
     if grad_metrics is not None:
       metrics.update(grad_metrics(grads))
     return params, opt_state, metrics

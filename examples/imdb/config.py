@@ -1,0 +1,116 @@
+"""Trainer settings: plain defaults (the seed's Keras model), two presets, the flags."""
+
+import argparse
+
+DEFAULTS = dict(
+    cell="lstm",        # Keras LSTM layers
+    hidden=(5, 5),      # LSTM(5, return_sequences=True) -> LSTM(5)
+    embed=32,           # Embedding(10000, 32)
+    vocab=10000,        # imdb.load_data(num_words=10000); ids 0 (padding) and 1 (unknown) included
+    maxlen=100,         # pad_sequences(maxlen=100); the LAST 100 tokens are kept, as Keras does
+    pooling="last",     # the top layer's state at the last token (the last LSTM's output)
+    dropout=0.0,        # the seed has none
+    epochs=5,           # model.fit(epochs=5)
+    batch_size=32,      # Keras' default batch size
+    lr=1e-3,            # Adam's Keras default
+    clip=0.0,           # max global gradient norm; 0 = no clipping, as the seed's Adam
+    val_split=0.2,      # validation_split=0.2, held out at random (seeded) here
+    seed=0,             # parameters, split, data order and dropout all follow from it
+    eval_batch_size=500,  # rows per evaluation step (no gradients, so larger is fine)
+    ckpt_every=0,       # also checkpoint every N steps inside an epoch; 0 = at epoch ends only
+    limit_train=0,      # use only the first N training reviews (0 = all 25,000); for tests
+    limit_test=0,       # evaluate on the first N test reviews (0 = all 25,000); for tests
+    log_grad_norms=False,  # log per-layer gradient norms each epoch
+    data_dir=None,      # tfds data dir; else $TFDS_DATA_DIR, else ~/tensorflow_datasets
+    out=None,           # where metrics.json, curves.png and checkpoints go
+    resume=False,       # continue from the checkpoint in --out
+    inject_fault=None,  # TEST ONLY: "nan:N", "sigint:N" or "sigkill:N" at global step N
+)
+
+PRESETS = {
+    "seed": {},
+    # masked mean+max pooling over a 2-layer GRU, longer reviews, larger vocabulary
+    "strong": dict(cell="gru", hidden=(64, 64), embed=64, vocab=20000, maxlen=400,
+                   pooling="meanmax", dropout=0.25, epochs=3, batch_size=64, lr=2e-3,
+                   clip=1.0),
+}
+
+# Settings a checkpoint is tied to: resuming with different values is refused.
+FROZEN = ("cell", "hidden", "embed", "vocab", "maxlen", "pooling", "dropout", "batch_size",
+          "val_split", "seed", "limit_train")
+
+
+def _hidden(text):
+  try:
+    sizes = tuple(int(h) for h in text.split(","))
+  except ValueError:
+    raise argparse.ArgumentTypeError(f"expected comma-separated widths like 5,5, got {text!r}")
+  if not sizes or min(sizes) <= 0:
+    raise argparse.ArgumentTypeError(f"expected positive widths like 5,5, got {text!r}")
+  return sizes
+
+
+def _number(kind, low, low_ok=True, high=None):
+  def parse(text):
+    try:
+      value = kind(text)
+    except ValueError:
+      raise argparse.ArgumentTypeError(f"expected {kind.__name__}, got {text!r}")
+    if value < low or (value == low and not low_ok) or (high is not None and value >= high):
+      bound = f"{'>=' if low_ok else '>'} {low}" + (f" and < {high}" if high else "")
+      raise argparse.ArgumentTypeError(f"expected a value {bound}, got {text!r}")
+    return value
+
+  return parse
+
+
+def _fault(text):
+  kind, _, step = text.partition(":")
+  if kind not in ("nan", "sigint", "sigkill") or not step.isdigit() or int(step) < 1:
+    raise argparse.ArgumentTypeError(f"expected nan:N, sigint:N or sigkill:N, got {text!r}")
+  return kind, int(step)
+
+
+def parser():
+  p = argparse.ArgumentParser(
+      description="Train a stacked RNN sentiment classifier on IMDB (tensorflow-datasets).",
+      argument_default=argparse.SUPPRESS)  # only the flags given appear: they override
+  p.add_argument("--preset", choices=sorted(PRESETS), help="seed (default) or strong")
+  p.add_argument("--cell", choices=("rnn", "lstm", "gru"))
+  p.add_argument("--hidden", type=_hidden, help="layer widths, bottom first, e.g. 5,5")
+  p.add_argument("--embed", type=_number(int, 1))
+  p.add_argument("--vocab", type=_number(int, 3), help="embedding rows, 2 reserved ids included")
+  p.add_argument("--maxlen", type=_number(int, 1), help="tokens kept per review (the last ones)")
+  p.add_argument("--pooling", choices=("last", "meanmax"))
+  p.add_argument("--dropout", type=_number(float, 0.0, high=1.0))
+  p.add_argument("--epochs", type=_number(int, 1))
+  p.add_argument("--batch-size", type=_number(int, 1))
+  p.add_argument("--lr", type=_number(float, 0.0, low_ok=False))
+  p.add_argument("--clip", type=_number(float, 0.0), help="max global gradient norm, 0 = off")
+  p.add_argument("--val-split", type=_number(float, 0.0, low_ok=False, high=1.0))
+  p.add_argument("--seed", type=_number(int, 0))
+  p.add_argument("--eval-batch-size", type=_number(int, 1))
+  p.add_argument("--ckpt-every", type=_number(int, 0), metavar="STEPS")
+  p.add_argument("--limit-train", type=_number(int, 0), metavar="N")
+  p.add_argument("--limit-test", type=_number(int, 0), metavar="N")
+  p.add_argument("--log-grad-norms", action="store_true")
+  p.add_argument("--data-dir")
+  p.add_argument("--out", metavar="DIR")
+  p.add_argument("--resume", action="store_true", help="continue from the checkpoint in --out")
+  p.add_argument("--inject-fault", type=_fault, metavar="KIND:STEP",
+                 help="TEST ONLY: inject nan, sigint or sigkill at global step STEP")
+  return p
+
+
+def parse(argv=None):
+  """Returns (explicit, config): the settings given on the command line (a preset's
+  expanded), and the full configuration for a fresh run (defaults < preset < flags)."""
+  p = parser()
+  args = vars(p.parse_args(argv))
+  preset = args.pop("preset", None)
+  explicit = {**PRESETS.get(preset, {}), **args}
+  if explicit.get("resume") and not explicit.get("out"):
+    p.error("--resume needs --out DIR, the directory holding the checkpoint")
+  if explicit.get("ckpt_every") and not explicit.get("out"):
+    p.error("--ckpt-every needs --out DIR, where checkpoints are written")
+  return explicit, {**DEFAULTS, **explicit, "preset": preset or "seed"}

@@ -1,0 +1,174 @@
+"""IMDB reviews from tensorflow-datasets: tokenizer, vocabulary, padding, splits, batches.
+
+Reviews are read with `tfds.data_source` (random access to the prepared array_record
+files, no TensorFlow and no download). Tokens are lower-cased words with HTML line breaks
+removed; ids 0 and 1 are reserved for padding and out-of-vocabulary words, and the
+`vocab_size - 2` most frequent training words get ids 2, 3, ... by rank. A review longer
+than `maxlen` keeps its LAST `maxlen` tokens (Keras' default truncating="pre": the end
+of a review, the verdict, carries the most sentiment). Reviews are right-padded and come
+with their lengths, so that the model never reads the padding.
+
+Data order is a pure function of (seed, epoch), so a run resumed in the middle of an
+epoch continues with exactly the batches an uninterrupted run would have seen.
+"""
+
+import collections
+import glob
+import itertools
+import os
+import re
+from typing import Dict, List, NamedTuple, Optional, Sequence
+
+import numpy as np
+
+PAD, OOV = 0, 1
+NAME = "imdb_reviews"
+_BREAK = re.compile(r"<br\s*/?>")
+_WORD = re.compile(r"[a-z0-9]+(?:'[a-z0-9]+)*")  # don't, it's: one token each
+
+
+class DataError(Exception):
+  """The data dir is missing, empty or unreadable; the message says what to do."""
+
+
+class Reviews(NamedTuple):
+  """Encoded reviews: tokens int32 [n, maxlen] right-padded with 0, lengths int32 [n]
+  (at least 0, at most maxlen), labels int32 [n] (1 = positive)."""
+
+  tokens: np.ndarray
+  lengths: np.ndarray
+  labels: np.ndarray
+
+  def take(self, index):
+    return Reviews(self.tokens[index], self.lengths[index], self.labels[index])
+
+
+class Data(NamedTuple):
+  train: Reviews
+  val: Reviews
+  test: Reviews
+  vocab: Dict[str, int]
+
+
+def resolve_data_dir(data_dir: Optional[str]) -> str:
+  """--data-dir, else $TFDS_DATA_DIR, else tfds' default ~/tensorflow_datasets."""
+  if data_dir:
+    return os.path.expanduser(data_dir)
+  return os.path.expanduser(os.environ.get("TFDS_DATA_DIR") or "~/tensorflow_datasets")
+
+
+def _how_to_fix(data_dir):
+  return (f"Pass --data-dir DIR or set TFDS_DATA_DIR=DIR, DIR being a tensorflow-datasets "
+          f"directory holding a prepared {NAME} in array_record format (e.g. "
+          f"../shared/tensorflow_datasets); nothing is downloaded. Looked in: {data_dir}")
+
+
+def check_data_dir(data_dir: str) -> None:
+  """Raises DataError with what to pass or set unless `data_dir` holds imdb_reviews."""
+  if not os.path.isdir(data_dir):
+    raise DataError(f"the data dir does not exist. {_how_to_fix(data_dir)}")
+  found = glob.glob(os.path.join(data_dir, NAME, "*", "*", "dataset_info.json"))
+  records = glob.glob(os.path.join(data_dir, NAME, "*", "*", "*.array_record*"))
+  if not found or not records:
+    raise DataError(f"no prepared {NAME} (dataset_info.json and *.array_record files) "
+                    f"in the data dir. {_how_to_fix(data_dir)}")
+
+
+def load_split(data_dir: str, split: str, limit: int = 0):
+  """Reads `split` ("train" or "test"): (texts, labels int32 [n]); the first `limit`
+  reviews if `limit` > 0."""
+  import tensorflow_datasets as tfds  # imported here: it is slow to import
+  check_data_dir(data_dir)
+  try:
+    source = tfds.data_source(NAME, split=split, data_dir=data_dir, download=False)
+    n = len(source) if not limit else min(limit, len(source))
+    records = source.__getitems__(list(range(n)))
+  except Exception as e:  # tfds raises many kinds for broken data; all mean the same here
+    raise DataError(f"could not read the {split} split of {NAME} ({type(e).__name__}: "
+                    f"{str(e).splitlines()[0] if str(e) else ''}). "
+                    f"{_how_to_fix(data_dir)}") from None
+  texts = [r["text"].decode("utf-8", "replace") for r in records]
+  return texts, np.array([r["label"] for r in records], np.int32)
+
+
+def tokenize(texts: Sequence[str]) -> List[List[str]]:
+  """Lower-cased words of every text, HTML line breaks removed."""
+  return [_WORD.findall(_BREAK.sub(" ", t.lower())) for t in texts]
+
+
+def build_vocab(token_lists: Sequence[Sequence[str]], vocab_size: int) -> Dict[str, int]:
+  """Maps the `vocab_size - 2` most frequent words to ids 2, 3, ... (ties: first seen)."""
+  if vocab_size < 3:
+    raise ValueError(f"vocab_size: expected at least 3 (2 ids are reserved), got {vocab_size}")
+  counts = collections.Counter(itertools.chain.from_iterable(token_lists))
+  return {w: i + 2 for i, (w, _) in enumerate(counts.most_common(vocab_size - 2))}
+
+
+def encode(token_lists: Sequence[Sequence[str]], vocab: Dict[str, int], maxlen: int):
+  """Ids of the last `maxlen` tokens of each text, right-padded with PAD.
+
+  Returns:
+    (tokens int32 [n, maxlen], lengths int32 [n]).
+  """
+  kept = [t[-maxlen:] for t in token_lists]
+  lengths = np.fromiter(map(len, kept), np.int32, len(kept))
+  ids = np.fromiter((vocab.get(w, OOV) for w in itertools.chain.from_iterable(kept)),
+                    np.int32, int(lengths.sum()))
+  rows = np.repeat(np.arange(len(kept)), lengths)
+  starts = np.cumsum(lengths) - lengths
+  cols = np.arange(ids.size) - np.repeat(starts, lengths)
+  tokens = np.zeros((len(kept), maxlen), np.int32)
+  tokens[rows, cols] = ids
+  return tokens, lengths
+
+
+def split_indices(n: int, val_split: float, seed: int):
+  """A seeded random hold-out: (train indices, val indices), val of size round(n * val_split)."""
+  order = np.random.default_rng([seed, 0]).permutation(n)
+  n_val = int(round(n * val_split))
+  if not 0 < n_val < n:
+    raise ValueError(f"val_split: {val_split} of {n} reviews leaves an empty split")
+  return np.sort(order[n_val:]), np.sort(order[:n_val])
+
+
+def epoch_order(n: int, seed: int, epoch: int) -> np.ndarray:
+  """The order of the n training reviews in `epoch`: a pure function of (seed, epoch)."""
+  return np.random.default_rng([seed, 1, epoch]).permutation(n)
+
+
+def num_batches(n: int, batch_size: int) -> int:
+  return -(-n // batch_size)
+
+
+def batch(reviews: Reviews, index: np.ndarray, batch_size: int) -> dict:
+  """The reviews at `index` as a batch of exactly `batch_size` rows.
+
+  A short last batch is filled up with rows of weight 0, so every step has one shape
+  (one compilation) and the weighted means count each review once.
+  """
+  pad = batch_size - len(index)
+  part = reviews.take(np.concatenate([index, np.zeros(pad, index.dtype)]))
+  weights = np.concatenate([np.ones(len(index), np.float32), np.zeros(pad, np.float32)])
+  return {"tokens": part.tokens, "lengths": part.lengths * (weights > 0).astype(np.int32),
+          "labels": part.labels, "weights": weights}
+
+
+def batches(reviews: Reviews, batch_size: int, order: Optional[np.ndarray] = None, start=0):
+  """Yields the batches of `reviews` in `order` (default: as stored), from batch `start`."""
+  order = np.arange(len(reviews.labels)) if order is None else order
+  for b in range(start, num_batches(len(order), batch_size)):
+    yield batch(reviews, order[b * batch_size:(b + 1) * batch_size], batch_size)
+
+
+def load(data_dir: str, vocab_size: int, maxlen: int, val_split: float, seed: int,
+         limit_train: int = 0, limit_test: int = 0) -> Data:
+  """Reads, tokenises and encodes IMDB; the vocabulary comes from the whole train split
+  (or its first `limit_train` reviews), as in Keras' imdb dataset."""
+  train_texts, train_labels = load_split(data_dir, "train", limit_train)
+  test_texts, test_labels = load_split(data_dir, "test", limit_test)
+  train_tokens = tokenize(train_texts)
+  vocab = build_vocab(train_tokens, vocab_size)
+  full = Reviews(*encode(train_tokens, vocab, maxlen), train_labels)
+  test = Reviews(*encode(tokenize(test_texts), vocab, maxlen), test_labels)
+  train_idx, val_idx = split_indices(len(train_labels), val_split, seed)
+  return Data(full.take(train_idx), full.take(val_idx), test, vocab)

@@ -1,0 +1,342 @@
+"""Trains a stacked-RNN sentiment classifier on IMDB reviews (tensorflow-datasets).
+
+    python examples/imdb/train.py                        # the seed's Keras model: LSTM 5,5
+    python examples/imdb/train.py --cell gru --out runs/gru
+    python examples/imdb/train.py --preset strong --out runs/strong
+    python examples/imdb/train.py --out runs/strong --resume   # after a crash or Ctrl-C
+
+The data comes from `--data-dir`, else $TFDS_DATA_DIR, else ~/tensorflow_datasets; nothing
+is downloaded. With `--out DIR` the run writes DIR/metrics.json, DIR/curves.png and an
+atomic checkpoint after every epoch (and every `--ckpt-every` steps); Ctrl-C or SIGTERM
+saves one before exiting, and a non-finite loss or gradient stops the run naming the
+step, keeping the last good checkpoint. `--resume` continues where the checkpoint left
+off and ends with the same parameters and metrics as an uninterrupted run.
+"""
+
+import json
+import math
+import os
+import signal
+import sys
+import time
+
+import jax
+import numpy as np
+import optax
+from tqdm import tqdm
+
+import checkpoint
+import config
+import input_pipeline
+import model
+import deeprnn_jax as drnn
+from deeprnn_jax import diagnostics
+
+EXIT_ERROR, EXIT_NONFINITE, EXIT_INTERRUPTED = 2, 3, 130
+
+
+class NonFinite(Exception):
+  pass
+
+
+class Interrupted(Exception):
+  pass
+
+
+def resume_config(out, explicit):
+  """The checkpoint's configuration, overridden by the flags given now; refuses flags that
+  would change the model or the data the checkpoint was trained on."""
+  saved = checkpoint.read_meta(out)["config"]
+  saved["hidden"] = tuple(saved["hidden"])  # JSON gave a list
+  changed = [f"--{k.replace('_', '-')} (checkpoint: {saved[k]!r}, now: {explicit[k]!r})"
+             for k in config.FROZEN if k in explicit and explicit[k] != saved[k]]
+  if changed:
+    raise checkpoint.CheckpointError(
+        f"the checkpoint in {out} was written with a different model or data configuration: "
+        f"{'; '.join(changed)}. Resume without these flags, or use another --out")
+  return {**saved, "inject_fault": None, **explicit, "resume": True}
+
+
+def grad_norms_fn(net):
+  """Per-layer gradient norms (embedding, each recurrent layer, dense), for --log-grad-norms."""
+
+  def fn(grads):
+    rnn = diagnostics.param_gradient_norms(net.rnn, grads["rnn"])
+    norms = {"grad_norm/embed": optax.tree.norm(grads["embed"]),
+             "grad_norm/dense": optax.tree.norm(grads["dense"])}
+    norms.update({f"grad_norm/rnn_{l}": rnn[l] for l in range(rnn.shape[0])})
+    return norms
+
+  return fn
+
+
+def fresh_run(net, tx, seed):
+  k_init, k_steps = jax.random.split(jax.random.key(seed))
+  params = net.init(k_init)
+  return {"state": {"params": params, "opt_state": tx.init(params)},
+          "rng": np.asarray(jax.random.key_data(k_steps)).tolist(),
+          "epoch": 0, "step": 0, "global_step": 0, "sums": {}, "history": []}
+
+
+def restore_run(out, net, tx, seed):
+  like = fresh_run(net, tx, seed)
+  state, meta = checkpoint.restore(out, like["state"])
+  return {**{k: meta[k] for k in like if k != "state"}, "state": jax.device_put(state)}
+
+
+def save_run(out, run, cfg):
+  """Checkpoints the whole run: arrays, position in the data, PRNG, sums, history, config."""
+  if out:
+    meta = {k: v for k, v in run.items() if k != "state"}
+    saved_cfg = {k: v for k, v in cfg.items() if k not in ("inject_fault", "resume")}
+    checkpoint.save(out, run["state"], {**meta, "config": saved_cfg})
+
+
+def accumulate(sums, m, seconds):
+  """Adds one step's metrics to the epoch's running sums (host floats, exact on resume)."""
+  w = float(m["weight"])
+  sums["weight"] = sums.get("weight", 0.0) + w
+  sums["steps"] = sums.get("steps", 0) + 1
+  sums["seconds"] = sums.get("seconds", 0.0) + seconds
+  sums["grad_norm_max"] = max(sums.get("grad_norm_max", 0.0), float(m["grad_norm"]))
+  for k, v in m.items():
+    if k in ("loss", "accuracy"):
+      sums[k] = sums.get(k, 0.0) + float(v) * w
+    elif k.startswith("grad_norm"):
+      sums[k] = sums.get(k, 0.0) + float(v)
+
+
+def train_epoch(run, cfg, data, train_step, stop):
+  """Runs the rest of epoch `run["epoch"]` from batch `run["step"]`; updates `run`."""
+  epoch, n_batches = run["epoch"], input_pipeline.num_batches(len(data.train.labels),
+                                                              cfg["batch_size"])
+  order = input_pipeline.epoch_order(len(data.train.labels), cfg["seed"], epoch)
+  key = jax.random.wrap_key_data(np.asarray(run["rng"], np.uint32))
+  fault_kind, fault_step = cfg.get("inject_fault") or (None, None)
+  bar = tqdm(total=n_batches, initial=run["step"], desc=f"epoch {epoch + 1}", leave=False,
+             disable=None, dynamic_ncols=True)
+  t0 = time.perf_counter()
+  for batch in input_pipeline.batches(data.train, cfg["batch_size"], order, run["step"]):
+    step = run["global_step"] + 1
+    if fault_kind == "nan" and step == fault_step:
+      batch["weights"] = np.full_like(batch["weights"], np.nan)  # test-only fault
+    state = run["state"]
+    state["params"], state["opt_state"], m = train_step(
+        state["params"], state["opt_state"], batch, jax.random.fold_in(key, step))
+    m = jax.device_get(m)
+    if not (math.isfinite(m["loss"]) and math.isfinite(m["grad_norm"])):
+      raise NonFinite(f"non-finite loss ({float(m['loss'])}) or gradient norm "
+                      f"({float(m['grad_norm'])}) at step {step} (epoch {epoch + 1}, batch "
+                      f"{run['step'] + 1}/{n_batches})")
+    t0, seconds = time.perf_counter(), time.perf_counter() - t0
+    accumulate(run["sums"], m, seconds)
+    run["step"], run["global_step"] = run["step"] + 1, step
+    bar.update()
+    if run["step"] % 20 == 0:
+      bar.set_postfix(loss=f"{run['sums']['loss'] / run['sums']['weight']:.4f}")
+    if cfg["ckpt_every"] and step % cfg["ckpt_every"] == 0 and run["step"] < n_batches:
+      save_run(cfg["out"], run, cfg)
+    if fault_kind in ("sigint", "sigkill") and step == fault_step:  # test-only faults
+      os.kill(os.getpid(), signal.SIGINT if fault_kind == "sigint" else signal.SIGKILL)
+    if stop["signal"]:
+      bar.close()
+      raise Interrupted(f"{stop['signal']} at step {step} (epoch {epoch + 1}, batch "
+                        f"{run['step']}/{n_batches})")
+  bar.close()
+
+
+def evaluate(eval_step, params, reviews, batch_size):
+  """Loss and accuracy over all `reviews` (each counted once)."""
+  total = {"loss": 0.0, "accuracy": 0.0, "weight": 0.0}
+  for batch in input_pipeline.batches(reviews, batch_size):
+    m = jax.device_get(eval_step(params, batch))
+    w = float(m["weight"])
+    total["weight"] += w
+    total["loss"] += float(m["loss"]) * w
+    total["accuracy"] += float(m["accuracy"]) * w
+  return {"loss": total["loss"] / total["weight"], "accuracy": total["accuracy"] / total["weight"]}
+
+
+def epoch_record(run, val, val_seconds):
+  """The epoch's line of history; seconds = training + validation, as Keras counts."""
+  s = run["sums"]
+  record = {"epoch": run["epoch"] + 1, "loss": s["loss"] / s["weight"],
+            "accuracy": s["accuracy"] / s["weight"], "val_loss": val["loss"],
+            "val_accuracy": val["accuracy"], "seconds": s["seconds"] + val_seconds,
+            "ms_per_step": 1000 * s["seconds"] / s["steps"], "steps": s["steps"],
+            "grad_norm": s["grad_norm"] / s["steps"], "grad_norm_max": s["grad_norm_max"]}
+  layers = {k.split("/")[1]: v / s["steps"] for k, v in s.items() if k.startswith("grad_norm/")}
+  if layers:
+    record["grad_norms"] = layers
+  return record
+
+
+def epoch_line(r, n_batches):
+  line = (f"{n_batches}/{n_batches} - {r['seconds']:.0f}s - {r['ms_per_step']:.0f}ms/step - "
+          f"loss: {r['loss']:.4f} - accuracy: {r['accuracy']:.4f} - "
+          f"val_loss: {r['val_loss']:.4f} - val_accuracy: {r['val_accuracy']:.4f}")
+  if "grad_norms" in r:
+    line += "\n  gradient norms (epoch mean): " + " | ".join(
+        f"{k} {v:.3g}" for k, v in r["grad_norms"].items())
+  return line
+
+
+def device_name():
+  d = jax.devices()[0]
+  return f"{d.platform} ({d.device_kind}), {jax.device_count()} device(s), " \
+         f"{os.cpu_count()} CPU cores visible"
+
+
+def write_outputs(cfg, run, test):
+  if not cfg["out"]:
+    return
+  os.makedirs(cfg["out"], exist_ok=True)
+  metrics = {"config": {k: v for k, v in cfg.items() if k != "inject_fault"},
+             "history": run["history"], "test": test, "device": device_name(),
+             "steps": run["global_step"], "jax": jax.__version__}
+  tmp = os.path.join(cfg["out"], ".metrics.json.tmp")
+  with open(tmp, "w") as f:
+    json.dump(metrics, f, indent=1)
+  os.replace(tmp, os.path.join(cfg["out"], "metrics.json"))
+  if run["history"]:
+    plot_curves(run["history"], os.path.join(cfg["out"], "curves.png"), cfg)
+
+
+def plot_curves(history, path, cfg):
+  import matplotlib
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt
+  epochs = [r["epoch"] for r in history]
+  fig, axes = plt.subplots(1, 2, figsize=(9, 3.5))
+  for ax, name in zip(axes, ("loss", "accuracy")):
+    ax.plot(epochs, [r[name] for r in history], "o-", label="train")
+    ax.plot(epochs, [r["val_" + name] for r in history], "s-", label="validation")
+    ax.set_xlabel("epoch")
+    ax.set_title(name)
+    ax.grid(alpha=0.3)
+    ax.legend()
+  fig.suptitle(f"IMDB, {cfg['cell'].upper()} {','.join(map(str, cfg['hidden']))}, "
+               f"maxlen {cfg['maxlen']}, vocab {cfg['vocab']}")
+  fig.tight_layout()
+  fig.savefig(path, dpi=80)
+  plt.close(fig)
+
+
+def on_signals(stop):
+  """Turns SIGINT and SIGTERM into a request to stop after the current step."""
+
+  def handler(signum, frame):
+    if stop["signal"]:  # a second Ctrl-C: stop now
+      raise KeyboardInterrupt
+    stop["signal"] = signal.Signals(signum).name
+
+  for s in (signal.SIGINT, signal.SIGTERM):
+    signal.signal(s, handler)
+
+
+def compile_steps(net, tx, grad_metrics, run, data, cfg):
+  """Jits and compiles the train step (parameter and optimizer buffers donated) and the
+  eval step ahead of time, so that epoch times do not include compilation."""
+  train_step = jax.jit(drnn.make_train_step(net.loss, tx, grad_metrics=grad_metrics),
+                       donate_argnums=(0, 1))
+  eval_step = jax.jit(drnn.make_eval_step(net.loss))
+  state, one = run["state"], np.arange(1)
+  train_batch = input_pipeline.batch(data.train, one, cfg["batch_size"])
+  eval_batch = input_pipeline.batch(data.val, one, cfg["eval_batch_size"])
+  key = jax.random.key(0)
+  return (train_step.lower(state["params"], state["opt_state"], train_batch, key).compile(),
+          eval_step.lower(state["params"], eval_batch).compile())
+
+
+def fit(run, cfg, data, train_step, eval_step):
+  """Trains until `cfg["epochs"]`, checkpointing each epoch; on SIGINT or SIGTERM saves
+  a checkpoint mid-epoch and raises Interrupted."""
+  stop = {"signal": None}
+  on_signals(stop)
+  n_batches = input_pipeline.num_batches(len(data.train.labels), cfg["batch_size"])
+  while run["epoch"] < cfg["epochs"]:
+    print(f"Epoch {run['epoch'] + 1}/{cfg['epochs']}")
+    try:
+      train_epoch(run, cfg, data, train_step, stop)
+    except Interrupted:
+      save_run(cfg["out"], run, cfg)
+      write_outputs(cfg, run, None)
+      raise
+    t_val = time.perf_counter()
+    val = evaluate(eval_step, run["state"]["params"], data.val, cfg["eval_batch_size"])
+    run["history"].append(epoch_record(run, val, time.perf_counter() - t_val))
+    print(epoch_line(run["history"][-1], n_batches), flush=True)
+    run.update(epoch=run["epoch"] + 1, step=0, sums={})
+    save_run(cfg["out"], run, cfg)
+    write_outputs(cfg, run, None)
+
+
+def main(argv=None):
+  explicit, cfg = config.parse(argv)
+  if cfg["resume"]:
+    cfg = resume_config(cfg["out"], explicit)
+  data_dir = input_pipeline.resolve_data_dir(cfg["data_dir"])
+  input_pipeline.check_data_dir(data_dir)  # fail fast, before the slow reads
+  t_load = time.perf_counter()
+  data = input_pipeline.load(data_dir, cfg["vocab"], cfg["maxlen"], cfg["val_split"],
+                             cfg["seed"], cfg["limit_train"], cfg["limit_test"])
+  print(f"IMDB from {data_dir}: {len(data.train.labels)} train, {len(data.val.labels)} "
+        f"validation, {len(data.test.labels)} test reviews, vocabulary {cfg['vocab']} ids "
+        f"({time.perf_counter() - t_load:.1f}s)")
+
+  net = model.classifier(cfg["vocab"], cfg["embed"], cfg["cell"], cfg["hidden"],
+                         dropout=cfg["dropout"], pooling=cfg["pooling"])
+  tx = drnn.optimizer(cfg["lr"], max_norm=cfg["clip"] or None)
+  grad_metrics = grad_norms_fn(net) if cfg["log_grad_norms"] else None
+  if cfg["resume"]:
+    run = restore_run(cfg["out"], net, tx, cfg["seed"])
+  else:
+    run = fresh_run(net, tx, cfg["seed"])
+  t_compile = time.perf_counter()
+  train_step, eval_step = compile_steps(net, tx, grad_metrics, run, data, cfg)
+  print(f"{cfg['cell'].upper()} {cfg['hidden']}, {drnn.count_params(run['state']['params'])} "
+        f"parameters; {device_name()}; compiled in {time.perf_counter() - t_compile:.1f}s; "
+        f"from epoch {run['epoch'] + 1}, global step {run['global_step']}")
+
+  fit(run, cfg, data, train_step, eval_step)
+  test = evaluate(eval_step, run["state"]["params"], data.test, cfg["eval_batch_size"])
+  print(f"test ({len(data.test.labels)} reviews) - loss: {test['loss']:.4f} - "
+        f"accuracy: {test['accuracy']:.4f}")
+  write_outputs(cfg, run, test)
+  return 0
+
+
+def last_good(out):
+  """Where the last good checkpoint is, for the message after a failure."""
+  if not out or not checkpoint.exists(out):
+    return "no checkpoint had been written yet"
+  meta = checkpoint.read_meta(out)
+  return (f"the last good checkpoint ({checkpoint.path(out)}, global step "
+          f"{meta['global_step']}: epoch {meta['epoch'] + 1}, batch {meta['step']}) is kept")
+
+
+def run_main(argv=None):
+  """main() with the failures a user can act on turned into a clear message and exit code."""
+  out = None
+  try:
+    out = config.parse(argv)[1]["out"]
+    return main(argv)
+  except (input_pipeline.DataError, checkpoint.CheckpointError) as e:
+    print(f"error: {e}", file=sys.stderr)
+    return EXIT_ERROR
+  except NonFinite as e:
+    print(f"error: {e}. Training stopped; {last_good(out)}. Continue with a smaller "
+          f"learning rate: --out {out} --resume --lr <smaller>", file=sys.stderr)
+    return EXIT_NONFINITE
+  except Interrupted as e:
+    where = (f"checkpoint saved to {checkpoint.path(out)}; continue with --out {out} --resume"
+             if out else "no --out, so nothing was saved")
+    print(f"interrupted by {e}; {where}", file=sys.stderr)
+    return EXIT_INTERRUPTED
+  except KeyboardInterrupt:
+    print("interrupted", file=sys.stderr)
+    return EXIT_INTERRUPTED
+
+
+if __name__ == "__main__":
+  sys.exit(run_main())
