@@ -156,6 +156,18 @@ def test_stacked_rnn_takes_layer_norm():
   np.testing.assert_allclose(ys, np.swapaxes(want, 0, 1), rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.parametrize("kind", ["lstm", "gru"])
+def test_bfloat16_stays_bfloat16_and_close(kind):
+  cell, params, xs, h0, c0, lengths = setup(kind, seed=7)
+  carry = drnn.LSTMState(jnp.asarray(h0), jnp.asarray(c0)) if kind == "lstm" else h0
+  bf16 = lambda t: jax.tree.map(lambda a: jnp.asarray(a, jnp.bfloat16), t)
+  new, y = cell.step(params, carry, xs[0])
+  new16, y16 = cell.step(bf16(params), bf16(carry), bf16(xs[0]))
+  assert all(a.dtype == jnp.bfloat16 for a in jax.tree.leaves((new16, y16)))
+  assert_trees_close(jax.tree.map(lambda a: a.astype(jnp.float32), (new16, y16)), (new, y),
+                     rtol=5e-2, atol=5e-2)
+
+
 def test_layer_norm_bad_input():
   with pytest.raises(ValueError, match="layer_norm: only the 'lstm' and 'gru'"):
     make_cell("rnn", 4, layer_norm=True)

@@ -40,7 +40,8 @@ def _block_norm(a, blocks):
   """Normalises each of `blocks` equal parts of the last axis (mean 0, variance 1)."""
   shape, dtype = a.shape, a.dtype
   # statistics in float32 at least: bf16 sums over H values lose too many digits
-  a = a.astype(jnp.promote_types(dtype, jnp.float32))
+  # (no promote_types: it refuses bf16 + f32 under strict dtype promotion)
+  a = a.astype(jnp.float32 if jnp.finfo(dtype).bits < 32 else dtype)
   a = a.reshape(shape[:-1] + (blocks, shape[-1] // blocks))  # [..., G, H]
   mean = a.mean(-1, keepdims=True)
   var = jnp.square(a - mean).mean(-1, keepdims=True)
