@@ -14,6 +14,8 @@ from deeprnn_jax._src.stack import StackedRNN
 from deeprnn_jax._src.stack import count_params
 from deeprnn_jax._src.stack import layer_params
 from deeprnn_jax._src.stack import stacked_rnn
+from deeprnn_jax._src.tbptt import tbptt_apply
+from deeprnn_jax._src.tbptt import tbptt_train
 from deeprnn_jax._src.train import make_eval_step
 from deeprnn_jax._src.train import make_train_step
 from deeprnn_jax._src.train import optimizer
@@ -41,6 +43,8 @@ __all__ = (
     "scan_layer",
     "sigmoid_binary_loss",
     "stacked_rnn",
+    "tbptt_apply",
+    "tbptt_train",
     "to_keras",
     "to_torch",
 )

@@ -29,6 +29,21 @@ def first_floating_dtype(tree, default=jnp.float32):
   return jnp.dtype(default)
 
 
+def state_dtype(param_dtype, compute_dtype):
+  """The dtype a stack keeps its state in: the wider of the two (float32 for 16-bit pairs).
+
+  Written out rather than `jnp.promote_types`, which strict dtype promotion refuses for
+  bfloat16 and float32.
+  """
+  a, b = jnp.dtype(param_dtype), jnp.dtype(compute_dtype)
+  if a == b:
+    return a
+  bits_a, bits_b = jnp.finfo(a).bits, jnp.finfo(b).bits
+  if bits_a == bits_b:  # float16 and bfloat16: neither holds the other
+    return jnp.dtype(jnp.float32)
+  return a if bits_a > bits_b else b
+
+
 def keep_carry_dtype(cell: Cell, compute_dtype, carry) -> Cell:
   """`cell` computing each step in `compute_dtype` while `carry` keeps its own dtype.
 

@@ -210,7 +210,7 @@ def stacked_rnn(cell: str, input_size: int, hidden_sizes, *, nonlinearity: Optio
     lengths = checks.check_lengths(lengths, B, T)
     dtype = jnp.dtype(xs.dtype) if compute_dtype is None else compute_dtype
     if initial_state_ is None:
-      state_dtype = jnp.promote_types(precision.first_floating_dtype(params), dtype)
+      state_dtype = precision.state_dtype(precision.first_floating_dtype(params), dtype)
       state = initial_state(B, state_dtype)
     elif bidirectional:
       state = bidir.check_state(initial_state_, cells, B)
