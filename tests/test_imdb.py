@@ -1,0 +1,236 @@
+"""The IMDB example on slices of the real data: tokenizer, batches, model, a short training run.
+
+The data comes from $TFDS_DATA_DIR (CI sets it to ../shared/tensorflow_datasets), else
+../shared/tensorflow_datasets next to the repository. Without it these tests skip, except
+under CI (the CI variable set), where they fail: CI must run them.
+"""
+
+import os
+import pathlib
+import re
+import sys
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import deeprnn_jax as drnn
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "examples" / "imdb"))
+import input_pipeline  # noqa: E402
+import model  # noqa: E402
+import train as trainer  # noqa: E402
+
+
+def find_data_dir():
+  """The IMDB data dir, or skip (fail under CI) when it is absent."""
+  path = os.environ.get("TFDS_DATA_DIR") or str(REPO.parent / "shared" / "tensorflow_datasets")
+  try:
+    input_pipeline.check_data_dir(path)
+  except input_pipeline.DataError as e:
+    if os.environ.get("CI"):
+      pytest.fail(f"CI must run the IMDB tests: {e}")
+    pytest.skip(f"IMDB data not found: {e}")
+  return path
+
+
+@pytest.fixture(scope="module")
+def data_dir():
+  return find_data_dir()
+
+
+@pytest.fixture(scope="module")
+def reviews(data_dir):
+  texts, labels = input_pipeline.load_split(data_dir, "train", limit=300)
+  return texts, labels
+
+
+@pytest.fixture
+def adam_promotion():
+  """optax's Adam computes `decay ** count` (float ** int32), which the strict dtype
+  promotion of conftest.py rejects; the training tests run under standard promotion."""
+  with jax.numpy_dtype_promotion("standard"):
+    yield
+
+
+def reference_tokens(text):
+  """An independent tokenizer: character classes and splits instead of one regex."""
+  text = text.lower().replace("<br />", " ").replace("<br/>", " ").replace("<br>", " ")
+  keep = set("abcdefghijklmnopqrstuvwxyz0123456789'")
+  chunks = "".join(c if c in keep else " " for c in text).split()
+  return [w.strip("'") for c in chunks for w in re.split("'{2,}", c) if w.strip("'")]
+
+
+def test_tokenizer_on_real_reviews(reviews):
+  texts, labels = reviews
+  assert len(texts) == 300 and set(labels.tolist()) == {0, 1}
+  tokens = input_pipeline.tokenize(texts)
+  assert sum("<br />" in t for t in texts) > 50  # the slice does exercise the markup
+  for text, toks in zip(texts, tokens):
+    assert toks == reference_tokens(text)
+  assert input_pipeline.tokenize(["Don't STOP<br /><br/>it's 10/10, 'great'!"]) == \
+      [["don't", "stop", "it's", "10", "10", "great"]]
+
+
+def test_vocabulary_and_encoding_match_a_python_reference(reviews):
+  tokens = input_pipeline.tokenize(reviews[0])
+  vocab = input_pipeline.build_vocab(tokens, 200)
+  assert sorted(vocab.values()) == list(range(2, 200))  # 0 padding, 1 out-of-vocabulary
+  counts = {}
+  for t in tokens:
+    for w in t:
+      counts[w] = counts.get(w, 0) + 1
+  by_id = [counts[w] for w, _ in sorted(vocab.items(), key=lambda kv: kv[1])]
+  assert by_id == sorted(by_id, reverse=True) and min(by_id) >= sorted(counts.values())[-199]
+  assert vocab["the"] == 2
+
+  maxlen = 50
+  ids, lengths = input_pipeline.encode(tokens, vocab, maxlen)
+  assert ids.shape == (300, maxlen) and ids.dtype == np.int32
+  for row, n, toks in zip(ids, lengths, tokens):
+    expected = [vocab.get(w, 1) for w in toks][-maxlen:]  # the LAST maxlen tokens
+    assert n == len(expected)
+    assert row[:n].tolist() == expected and not row[n:].any()  # right-padded with 0
+  assert (lengths == maxlen).any() and (lengths < maxlen).any()
+
+
+def test_split_and_epoch_order_are_pure_functions_of_the_seed():
+  train, val = input_pipeline.split_indices(1000, 0.2, seed=3)
+  assert len(train) == 800 and len(val) == 200
+  assert np.array_equal(np.sort(np.concatenate([train, val])), np.arange(1000))
+  again, _ = input_pipeline.split_indices(1000, 0.2, seed=3)
+  other, _ = input_pipeline.split_indices(1000, 0.2, seed=4)
+  assert np.array_equal(train, again) and not np.array_equal(train, other)
+  e0 = input_pipeline.epoch_order(800, seed=3, epoch=0)
+  assert np.array_equal(np.sort(e0), np.arange(800))
+  assert np.array_equal(e0, input_pipeline.epoch_order(800, seed=3, epoch=0))
+  assert not np.array_equal(e0, input_pipeline.epoch_order(800, seed=3, epoch=1))
+  with pytest.raises(ValueError, match="val_split"):
+    input_pipeline.split_indices(3, 0.01, seed=0)
+
+
+def test_batches_cover_every_review_once_with_one_shape(data_dir):
+  data = input_pipeline.load(data_dir, vocab_size=500, maxlen=40, val_split=0.2, seed=0,
+                             limit_train=230, limit_test=50)
+  assert (len(data.train.labels), len(data.val.labels), len(data.test.labels)) == (184, 46, 50)
+  order = input_pipeline.epoch_order(184, seed=0, epoch=2)
+  seen = []
+  batches = list(input_pipeline.batches(data.train, 32, order))
+  assert len(batches) == input_pipeline.num_batches(184, 32) == 6
+  for b in batches:
+    assert b["tokens"].shape == (32, 40) and b["labels"].shape == (32,)
+    real = b["weights"] > 0
+    seen += [tuple(row) for row in b["tokens"][real]]
+    assert not b["lengths"][~real].any()  # filler rows are empty and weigh nothing
+  assert batches[-1]["weights"].sum() == 184 - 5 * 32
+  assert sorted(seen) == sorted(tuple(row) for row in data.train.tokens)
+  resumed = list(input_pipeline.batches(data.train, 32, order, start=4))
+  assert all(np.array_equal(a["tokens"], b["tokens"]) for a, b in zip(resumed, batches[4:]))
+
+
+@pytest.fixture(scope="module")
+def small_data(data_dir):
+  return input_pipeline.load(data_dir, vocab_size=1000, maxlen=40, val_split=0.2, seed=0,
+                             limit_train=200, limit_test=20)
+
+
+def _batch(reviews, n):
+  return input_pipeline.batch(reviews, np.arange(n), n)
+
+
+@pytest.mark.parametrize("pooling", model.POOLINGS)
+def test_padding_is_never_read(reviews, small_data, pooling):
+  net = model.classifier(1000, 8, "gru", (6, 5), pooling=pooling)
+  params = net.init(jax.random.key(0))
+  tokens, lengths = input_pipeline.encode(input_pipeline.tokenize(reviews[0]), small_data.vocab,
+                                          maxlen=200)
+  short = input_pipeline.Reviews(tokens, lengths, reviews[1])
+  b = input_pipeline.batch(short, np.argsort(lengths)[:8], 8)
+  assert (b["lengths"] < 150).all()  # every row has padding to ignore
+  rng = np.random.default_rng(0)
+  noisy = np.concatenate([b["tokens"], rng.integers(2, 1000, (8, 9))], axis=1)  # [B, T+9]
+  pad = np.arange(200)[None, :] >= b["lengths"][:, None]
+  noisy[:, :200][pad] = rng.integers(2, 1000, pad.sum())  # junk where the padding was
+  apply = jax.jit(net.apply)
+  np.testing.assert_allclose(apply(params, noisy, b["lengths"]),
+                             apply(params, b["tokens"], b["lengths"]), rtol=1e-6, atol=1e-6)
+  grads = jax.jit(jax.grad(lambda p: net.loss(p, b)[0]))(params)
+  assert not np.asarray(grads["embed"][input_pipeline.PAD]).any()  # padding id untouched
+
+
+def test_mean_max_pooling_matches_numpy():
+  rng = np.random.default_rng(1)
+  ys = rng.normal(size=(3, 5, 2)).astype(np.float32)
+  lengths = np.array([5, 2, 0], np.int32)
+  ys[1, 2:] = 0  # outputs past a length are zero, as the stack returns them
+  ys[2] = 0
+  got = np.asarray(model._mean_max(jnp.asarray(ys), jnp.asarray(lengths)))
+  expected = np.stack([np.concatenate([ys[0].mean(0), ys[0].max(0)]),
+                       np.concatenate([ys[1, :2].mean(0), ys[1, :2].max(0)]),
+                       np.zeros(4, np.float32)])
+  np.testing.assert_allclose(got, expected, rtol=1e-6)
+
+
+@pytest.fixture(scope="module")
+def trainable():
+  """A small classifier and its jitted steps, compiled once for the training tests."""
+  with jax.numpy_dtype_promotion("standard"):  # optax's Adam: float ** int32
+    net = model.classifier(1000, 16, "lstm", (8, 8), dropout=0.1, pooling="meanmax")
+    tx = drnn.optimizer(1e-2, max_norm=1.0)
+    step = jax.jit(drnn.make_train_step(net.loss, tx), donate_argnums=(0, 1))
+    yield net, tx, step, jax.jit(drnn.make_eval_step(net.loss))
+
+
+def test_one_jitted_step_changes_every_parameter(small_data, trainable, adam_promotion):
+  net, tx, step, _ = trainable
+  params = net.init(jax.random.key(0))
+  before = jax.tree.map(np.asarray, params)
+  b = _batch(small_data.train, 32)
+  after, _, metrics = step(params, tx.init(params), b, jax.random.key(1))
+  assert np.isfinite(metrics["loss"]) and metrics["grad_norm"] > 0
+  after = jax.tree.map(np.asarray, after)
+  for name in ("rnn", "dense"):
+    for (path, old), new in zip(jax.tree_util.tree_leaves_with_path(before[name]),
+                                jax.tree.leaves(after[name])):
+      assert (new != old).all(), f"{name}{jax.tree_util.keystr(path)} has unchanged entries"
+  used = np.zeros(1000, bool)
+  used[[t for row, n in zip(b["tokens"], b["lengths"]) for t in row[:n]]] = True
+  changed = (after["embed"] != before["embed"]).any(axis=1)
+  assert np.array_equal(changed, used)  # exactly the rows of the words in the batch
+
+
+def test_loss_falls_over_a_short_run(small_data, trainable, adam_promotion):
+  net, tx, step, eval_step = trainable
+  params = net.init(jax.random.key(0))
+  opt_state = tx.init(params)
+  full = _batch(small_data.train, 160)
+  first = eval_step(params, full)
+  for epoch in range(6):
+    order = input_pipeline.epoch_order(160, seed=0, epoch=epoch)
+    for i, b in enumerate(input_pipeline.batches(small_data.train, 32, order)):
+      params, opt_state, m = step(params, opt_state, b, jax.random.key(10 * epoch + i))
+  last = eval_step(params, full)
+  # measured: 0.694 -> 0.186, accuracy 0.98 (it memorises its 160 reviews); with margins
+  assert float(last["loss"]) < 0.5 * float(first["loss"])
+  assert float(last["accuracy"]) > 0.85
+
+
+@pytest.mark.parametrize("setup", ["absent", "empty", "broken"])
+def test_missing_or_broken_data_dir_gives_a_clear_message(tmp_path, capsys, monkeypatch, setup):
+  root = tmp_path / "tfds"
+  if setup != "absent":
+    root.mkdir()
+  if setup == "broken":
+    version = root / "imdb_reviews" / "plain_text" / "1.0.0"
+    version.mkdir(parents=True)
+    (version / "dataset_info.json").write_text("{not json")
+    (version / "imdb_reviews-train.array_record-00000-of-00001").write_bytes(b"junk")
+  before = sorted(p for p in tmp_path.rglob("*"))
+  monkeypatch.setenv("TFDS_DATA_DIR", str(root))  # through the variable, not the flag
+  assert trainer.run_main(["--limit-train", "10"]) == trainer.EXIT_ERROR
+  err = capsys.readouterr().err
+  assert err.startswith("error: ") and "Traceback" not in err
+  assert "--data-dir" in err and "TFDS_DATA_DIR" in err and str(root) in err
+  assert sorted(p for p in tmp_path.rglob("*")) == before  # nothing downloaded or written
