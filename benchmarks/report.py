@@ -59,6 +59,11 @@ def _fmt(value, spec):
   return "–" if value is None else format(value, spec)
 
 
+def _small(value, suffix=""):
+  """One decimal below 10, none above: 0.4%, 12%."""
+  return "–" if value is None else f"{value:.1f}{suffix}" if value < 10 else f"{value:,.0f}{suffix}"
+
+
 def _span(values, spec):
   values = [v for v in values if v is not None]
   if not values:
@@ -127,10 +132,33 @@ def table(rows):
     cells += [_fmt(tok[i], ",.0f") for i in impls]
     cells += [_fmt(tok[a] / tok[b] if tok[a] and tok[b] else None, ".2f") for a, b in ratios]
     cells += [_fmt((get(i) or {}).get("compile_s"), ".2f") for i in jitted]
-    cells += [_fmt(None if get(i) is None else 100 * get(i)["mfu"], ".0f") + "%"
-              if get(i) else "–" for i in impls]
+    cells += [_small(100 * get(i)["mfu"], "%") if get(i) else "–" for i in impls]
     lines.append("| " + " | ".join(cells) + " |")
   return lines
+
+
+def memory_table(rows):
+  """XLA's temporary-buffer bytes per jitted impl (activations kept for the backward pass
+  and workspace), and the backend's peak where it reports one."""
+  impls = [i for i in impl_order(rows)
+           if any(r["impl"] == i and r.get("xla_temp_bytes") is not None for r in rows)]
+  if not impls:
+    return []
+  by_key = {(r["impl"], r["cell"], r["hidden"], r["depth"]): r for r in rows}
+  points = sorted({(r["cell"], r["hidden"], r["depth"]) for r in rows},
+                  key=lambda p: (["rnn", "lstm", "gru"].index(p[0])
+                                 if p[0] in ("rnn", "lstm", "gru") else 9, p[1], p[2]))
+  kinds = sorted({r.get("peak_mem_kind") for r in rows if r.get("peak_mem_kind")})
+  cols = ["cell", "H", "L"] + [f"{i} XLA temp MB" for i in impls]
+  lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+  for cell, hidden, depth in points:
+    vals = [(by_key.get((i, cell, hidden, depth)) or {}).get("xla_temp_bytes") for i in impls]
+    lines.append("| " + " | ".join([cell, str(hidden), str(depth)] + [
+        _small(None if v is None else v / 2**20) for v in vals]) + " |")
+  note = ("XLA temp: `compiled.memory_analysis().temp_size_in_bytes`, the step's "
+          "intermediate buffers (parameters and optimizer state not included). The JSON "
+          f"also holds `peak_mem_bytes` ({'; '.join(kinds)}).")
+  return ["## Memory", ""] + lines + ["", note, ""]
 
 
 def plot(rows, key, label, log, path):
@@ -178,6 +206,7 @@ def write_report(paths, out_dir, name):
   lines = header(rows, machine, name) + ["", "## Results", ""] + table(rows) + [""]
   lines += ["Ratios are tokens/s over tokens/s (above 1: deeprnn_jax is faster). "
             "Compile s: `jax.jit(step).trace(...).lower().compile()`; PyTorch is eager.", ""]
+  lines += memory_table(rows)
   for suffix, (key, label, log) in PLOTS.items():
     if any(r.get(key) is not None for r in rows):
       png = out_dir / f"{name}-{suffix}.png"

@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 
 import deeprnn_jax as drnn
+import grid
 import workloads as wl
 
 
@@ -63,18 +64,6 @@ def test_impls_compute_the_same_training_steps(cell):
   assert losses["deeprnn_jax"][0] != losses["deeprnn_jax"][2]  # the steps did train
 
 
-@pytest.mark.parametrize("cell", ["rnn", "gru"])
-def test_param_counts_follow_each_layout(cell):
-  pytest.importorskip("torch")
-  spec = wl.Spec(cell, hidden=8, depth=3, batch=4, time=6, features=5)
-  G, H, F, L = wl.GATES[cell], 8, 5, 3
-  kernels = G * H * (F + H) + (L - 1) * G * H * (H + H) + H  # input, recurrent, head
-  extra = {"rnn": 0, "gru": H}[cell]  # GRU: the separate recurrent n bias, b_hn
-  assert wl.deeprnn_workload(spec).param_count == kernels + L * (G * H + extra) + 1
-  assert wl.flax_workload(spec).param_count == kernels + L * (G * H + extra) + 1
-  assert wl.torch_workload(spec).param_count == kernels + L * 2 * G * H + 1  # 2 biases
-
-
 def test_train_flops_count_every_matmul_weight():
   spec = wl.Spec("lstm", hidden=8, depth=3, batch=4, time=6, features=5)
   model = wl.make_deeprnn_model(spec.cell, spec.features, spec.hidden, spec.depth)
@@ -104,6 +93,42 @@ def test_deeprnn_opts_reach_stacked_rnn():
   assert wl.deeprnn_workload(spec, {"unroll": 3}).impl == "deeprnn_jax[unroll=3]"
   with pytest.raises(ValueError, match="unroll"):
     wl.deeprnn_workload(spec, {"unroll": 0})
+
+
+def _points(env=None, **options):
+  return grid.bench_points(lambda name: options.get(name), env or {})
+
+
+def test_grid_default_is_quick_and_interleaves_impls():
+  ids = [grid.point_id(p) for p in _points()]
+  assert ids[:4] == ["rnn-H16-L01-deeprnn_jax", "rnn-H16-L01-flax", "rnn-H16-L01-torch",
+                     "rnn-H16-L02-deeprnn_jax"]
+  assert len(ids) == 3 * 1 * 2 * 3 and len(set(ids)) == len(ids)
+  full = _points({"DEEPRNN_BENCH_GRID": "full"})
+  assert len(full) == 3 * 2 * 5 * 3 and full[0].spec == wl.Spec("rnn", 128, 1, 64, 100, 32)
+
+
+def test_grid_options_override_environment_and_grid():
+  env = {"DEEPRNN_BENCH_GRID": "full", "DEEPRNN_BENCH_IMPL": "torch",
+         "DEEPRNN_BENCH_OPTS": '{"unroll": 2}'}
+  points = _points(env, impl="deeprnn_jax,flax", cells="gru", depth="4", time="7",
+                   opts=["{}", '{"unroll": 4}'])
+  assert [p.label for p in points] == ["deeprnn_jax", "deeprnn_jax[unroll=4]", "flax"] * 2
+  assert {(p.spec.cell, p.spec.depth, p.spec.time, p.spec.batch) for p in points} == \
+      {("gru", 4, 7, 64)}
+  assert [p.label for p in _points(env)] == ["torch"] * 3 * 2 * 5  # the environment alone
+  del env["DEEPRNN_BENCH_IMPL"]
+  assert [p.label for p in _points(env)[:3]] == ["deeprnn_jax[unroll=2]", "flax", "torch"]
+
+
+@pytest.mark.parametrize("options,match", [
+    ({"grid": "huge"}, "expected one of"), ({"depth": "2,x"}, "comma list of ints"),
+    ({"cells": "lstm,tcn"}, "--bench-cells"), ({"hidden": "0"}, "positive"),
+    ({"time": "10,20"}, "one value"), ({"impl": "keras"}, "--bench-impl"),
+    ({"opts": ["[1]"]}, "bench opts")])
+def test_grid_rejects_bad_settings(options, match):
+  with pytest.raises(ValueError, match=match):
+    _points(**options)
 
 
 def _fake_run(path):

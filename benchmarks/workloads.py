@@ -346,7 +346,9 @@ def torch_workload(spec: Spec, module=None, seed: int = 0) -> Workload:
     torch.cuda.reset_peak_memory_stats()
     device = f"cuda: {torch.cuda.get_device_name()}"
   else:
-    device = f"cpu: {cpu_name()} (torch {torch.get_num_threads()} threads)"
+    policy = os.environ.get("OMP_WAIT_POLICY", "default")  # as torch read it at import
+    device = (f"cpu: {cpu_name()} (torch {torch.get_num_threads()} threads, "
+              f"OMP_WAIT_POLICY={policy})")
   return Workload(impl="torch", param_count=sum(p.numel() for p in module.parameters()),
                   device=device, compile=lambda: {}, step=step, memory=memory)
 
