@@ -20,7 +20,6 @@ from deeprnn_jax._src import bidirectional as bidir
 from deeprnn_jax._src import checks
 from deeprnn_jax._src.base import LSTMState
 from deeprnn_jax._src.stack import StackedRNN, layer_params
-from deeprnn_jax._src.unroll import _mask_step
 
 
 class GradientNorms(NamedTuple):
@@ -94,8 +93,10 @@ def _perturbed_direction(cell, params, xs, carry, eps, lengths, reverse):
     new_c, y = cell.recur(params, compute(c), xp_t)
     new_c = jax.tree.map(lambda n, o: n.astype(o.dtype), new_c, c)
     new_c, y = _perturb(new_c, eps_t), y + eps_t.astype(y.dtype)
-    if lengths is not None:
-      new_c, y = _mask_step(t < lengths, new_c, c, y)
+    if lengths is not None:  # the masking rule of `scan_layer`
+      valid = (t < lengths)[:, None]  # [B, 1]
+      new_c = jax.tree.map(lambda n, o: jnp.where(valid, n, o), new_c, c)
+      y = jnp.where(valid, y, 0)
     return new_c, y
 
   _, ys = lax.scan(body, carry, (xp, eps, steps), reverse=reverse)
