@@ -145,7 +145,8 @@ def state_gradient_norms(model: StackedRNN, params, xs, loss_fn: Callable[[jax.A
     params: its parameters.
     xs: inputs [batch, time, input_size].
     loss_fn: `loss_fn(ys) -> scalar`, given the top layer's outputs
-      [batch, time, hidden_sizes[-1]].
+      [batch, time, hidden_sizes[-1]] ([batch, time, 2 * hidden_sizes[-1]] when
+      bidirectional), as `model.apply` returns them.
     lengths: optional int [batch]; steps past a sequence's length have zero gradient
       and are left out of the batch average.
     initial_state: optional tuple with one carry per layer (zeros by default).
