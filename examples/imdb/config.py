@@ -16,6 +16,7 @@ DEFAULTS = dict(
     clip=0.0,           # max global gradient norm; 0 = no clipping, as the seed's Adam
     val_split=0.2,      # validation_split=0.2, held out at random (seeded) here
     seed=0,             # parameters, split, data order and dropout all follow from it
+    select="best",      # test the epoch with the best val accuracy (Keras' restore_best_weights)
     eval_batch_size=500,  # rows per evaluation step (no gradients, so larger is fine)
     ckpt_every=0,       # also checkpoint every N steps inside an epoch; 0 = at epoch ends only
     limit_train=0,      # use only the first N training reviews (0 = all 25,000); for tests
@@ -89,6 +90,8 @@ def parser():
   p.add_argument("--clip", type=_number(float, 0.0), help="max global gradient norm, 0 = off")
   p.add_argument("--val-split", type=_number(float, 0.0, low_ok=False, high=1.0))
   p.add_argument("--seed", type=_number(int, 0))
+  p.add_argument("--select", choices=("best", "last"),
+                 help="test the params of the best validation epoch (default) or the last")
   p.add_argument("--eval-batch-size", type=_number(int, 1))
   p.add_argument("--ckpt-every", type=_number(int, 0), metavar="STEPS")
   p.add_argument("--limit-train", type=_number(int, 0), metavar="N")

@@ -70,18 +70,27 @@ def grad_norms_fn(net):
   return fn
 
 
+def host_copy(tree):
+  """A NumPy copy that outlives the device buffers (which the train step donates)."""
+  return jax.tree.map(lambda x: np.array(x, copy=True), tree)
+
+
 def fresh_run(net, tx, seed):
   k_init, k_steps = jax.random.split(jax.random.key(seed))
   params = net.init(k_init)
-  return {"state": {"params": params, "opt_state": tx.init(params)},
+  # best_params: those of the epoch with the best validation accuracy so far (a host
+  # copy: the live params are donated to each step); in the same file, so never stale
+  return {"state": {"params": params, "opt_state": tx.init(params),
+                    "best_params": host_copy(params)},
           "rng": np.asarray(jax.random.key_data(k_steps)).tolist(),
-          "epoch": 0, "step": 0, "global_step": 0, "sums": {}, "history": []}
+          "epoch": 0, "step": 0, "global_step": 0, "sums": {}, "history": [], "best": None}
 
 
 def restore_run(out, net, tx, seed):
   like = fresh_run(net, tx, seed)
   state, meta = checkpoint.restore(out, like["state"])
-  return {**{k: meta[k] for k in like if k != "state"}, "state": jax.device_put(state)}
+  state = {**jax.device_put(state), "best_params": state["best_params"]}
+  return {**{k: meta[k] for k in like if k != "state"}, "state": state}
 
 
 def save_run(out, run, cfg):
@@ -187,13 +196,15 @@ def device_name():
          f"{os.cpu_count()} CPU cores visible"
 
 
-def write_outputs(cfg, run, test):
+def write_outputs(cfg, run, tests=(None, None)):
+  """metrics.json (the test metrics once known) and the learning curves."""
   if not cfg["out"]:
     return
   os.makedirs(cfg["out"], exist_ok=True)
   metrics = {"config": {k: v for k, v in cfg.items() if k != "inject_fault"},
-             "history": run["history"], "test": test, "device": device_name(),
-             "steps": run["global_step"], "jax": jax.__version__}
+             "history": run["history"], "test": tests[0], "test_last_epoch": tests[1],
+             "best": run["best"], "device": device_name(), "steps": run["global_step"],
+             "jax": jax.__version__}
   tmp = os.path.join(cfg["out"], ".metrics.json.tmp")
   with open(tmp, "w") as f:
     json.dump(metrics, f, indent=1)
@@ -248,6 +259,23 @@ def compile_steps(net, tx, grad_metrics, run, data, cfg):
           eval_step.lower(state["params"], eval_batch).compile())
 
 
+def test_metrics(run, cfg, data, eval_step):
+  """Test loss and accuracy of the params `--select` picks (by default those of the epoch
+  with the best validation accuracy), and of the last epoch's."""
+  last_epoch = run["epoch"]
+  on_test = lambda params: evaluate(eval_step, params, data.test, cfg["eval_batch_size"])
+  last = {**on_test(run["state"]["params"]), "epoch": last_epoch}
+  best = last
+  if run["best"]["epoch"] != last_epoch:
+    best = {**on_test(jax.device_put(run["state"]["best_params"])),
+            "epoch": run["best"]["epoch"]}
+  test = best if cfg["select"] == "best" else last
+  for name, m in (("best validation epoch", best), ("last epoch", last)):
+    print(f"test ({len(data.test.labels)} reviews), {name} ({m['epoch']}) - "
+          f"loss: {m['loss']:.4f} - accuracy: {m['accuracy']:.4f}")
+  return {**test, "selected": cfg["select"]}, last
+
+
 def fit(run, cfg, data, train_step, eval_step):
   """Trains until `cfg["epochs"]`, checkpointing each epoch; on SIGINT or SIGTERM saves
   a checkpoint mid-epoch and raises Interrupted."""
@@ -260,15 +288,18 @@ def fit(run, cfg, data, train_step, eval_step):
       train_epoch(run, cfg, data, train_step, stop)
     except Interrupted:
       save_run(cfg["out"], run, cfg)
-      write_outputs(cfg, run, None)
+      write_outputs(cfg, run)
       raise
     t_val = time.perf_counter()
     val = evaluate(eval_step, run["state"]["params"], data.val, cfg["eval_batch_size"])
     run["history"].append(epoch_record(run, val, time.perf_counter() - t_val))
     print(epoch_line(run["history"][-1], n_batches), flush=True)
+    if run["best"] is None or val["accuracy"] > run["best"]["val_accuracy"]:
+      run["best"] = {"epoch": run["epoch"] + 1, "val_accuracy": val["accuracy"]}
+      run["state"]["best_params"] = host_copy(run["state"]["params"])
     run.update(epoch=run["epoch"] + 1, step=0, sums={})
     save_run(cfg["out"], run, cfg)
-    write_outputs(cfg, run, None)
+    write_outputs(cfg, run)
 
 
 def main(argv=None):
@@ -299,10 +330,7 @@ def main(argv=None):
         f"from epoch {run['epoch'] + 1}, global step {run['global_step']}")
 
   fit(run, cfg, data, train_step, eval_step)
-  test = evaluate(eval_step, run["state"]["params"], data.test, cfg["eval_batch_size"])
-  print(f"test ({len(data.test.labels)} reviews) - loss: {test['loss']:.4f} - "
-        f"accuracy: {test['accuracy']:.4f}")
-  write_outputs(cfg, run, test)
+  write_outputs(cfg, run, test_metrics(run, cfg, data, eval_step))
   return 0
 
 
