@@ -9,6 +9,7 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
+from deeprnn_jax._src import fast_scan
 from deeprnn_jax._src.base import Cell
 
 
@@ -18,7 +19,8 @@ def _mask_step(valid, new_carry, old_carry, y):
   return jax.tree.map(keep, new_carry, old_carry), jnp.where(valid[:, None], y, 0)
 
 
-def scan_layer(cell: Cell, params, xs, carry, lengths=None, *, reverse=False, unroll=1):
+def scan_layer(cell: Cell, params, xs, carry, lengths=None, *, reverse=False, unroll=1,
+               fast_grad=True):
   """Runs `cell` over time with `lax.scan`; the input projection is one matmul outside.
 
   Args:
@@ -29,10 +31,17 @@ def scan_layer(cell: Cell, params, xs, carry, lengths=None, *, reverse=False, un
     lengths: optional int [B]; steps t >= lengths[b] leave sequence b untouched.
     reverse: scan from t = T-1 down to 0 (over the whole padded axis).
     unroll: passed to `lax.scan`.
+    fast_grad: for the plain RNN, LSTM and GRU cells, differentiate through a custom JVP
+      that keeps the weight gradient out of the backward loop (`fast_scan.py`; same
+      numbers, faster). Other cells, and False, use autodiff of the plain scan.
 
   Returns:
     (final carry, ys [T, B, H]).
   """
+  name = fast_scan.match(cell, params, carry, xs[0]) if fast_grad else None
+  if name is not None:
+    return fast_scan.recurrence(name, params, carry, xs, lengths, reverse=reverse,
+                                unroll=unroll)
   xp = cell.project(params, xs)  # [T, B, G*H], all steps in one matmul
   if lengths is None:
     body = lambda c, xp_t: cell.recur(params, c, xp_t)
