@@ -51,6 +51,8 @@ def _expect_array(x, shape, name):
     raise TypeError(f"{name}: expected an array of shape {shape}, got {type(x).__name__}")
   if tuple(x.shape) != shape:
     raise ValueError(f"{name}: expected shape {shape}, got {tuple(x.shape)}")
+  if not jnp.issubdtype(x.dtype, jnp.floating):
+    raise TypeError(f"{name}: expected a floating dtype, got {x.dtype}")
 
 
 def check_initial_state(state, cells, batch):
