@@ -33,7 +33,9 @@ class StackedRNN(NamedTuple):
       selects: "sequence" [batch, time, D*hidden_sizes[-1]] (D = 2 if bidirectional
       else 1), "last" [batch, D*hidden_sizes[-1]] at each sequence's last valid step, or
       "all", every layer's sequence; state a tuple with one carry per layer, a
-      (forward, backward) pair of carries per layer when bidirectional.
+      (forward, backward) pair of carries per layer when bidirectional. `output` and
+      `train` are Python values: under `jax.jit` mark them static
+      (`jax.jit(model.apply, static_argnames=("output", "train"))`).
     apply_reference: same signature and numbers as `apply`, run by Python loops over
       layers and time steps (slow; for tests).
     initial_state: `initial_state(batch_size, dtype=float32)`: zeros, one carry per layer.
@@ -80,7 +82,10 @@ def _group_layers(widths):
 
 
 def layer_params(model: StackedRNN, params, layer: int):
-  """The parameter dict of one layer, taken out of its group's stacked arrays."""
+  """The parameter dict of one layer, taken out of its group's stacked arrays.
+
+  For a bidirectional stack it is {"fwd": {...}, "bwd": {...}}, one dict per direction.
+  """
   for g, (first, count) in enumerate(model.groups):
     if first <= layer < first + count:
       return jax.tree.map(lambda a: a[layer - first], params[g])
@@ -166,6 +171,10 @@ def stacked_rnn(cell: str, input_size: int, hidden_sizes, *, nonlinearity: Optio
     >>> model = stacked_rnn("lstm", input_size=32, hidden_sizes=(64, 64))
     >>> params = model.init(jax.random.key(0))
     >>> ys, state = model.apply(params, jnp.ones((8, 20, 32)))   # ys [8, 20, 64]
+    >>> bi = stacked_rnn("gru", 32, (64, 64), bidirectional=True, residual=True,
+    ...                  recurrent_dropout=0.25, compute_dtype=jnp.bfloat16)
+    >>> last, state = bi.apply(bi.init(jax.random.key(0)), jnp.ones((8, 20, 32)),
+    ...                        jnp.full((8,), 15), output="last")   # last [8, 128], bf16
   """
   hidden_sizes = checks.check_hidden_sizes(hidden_sizes)
   if isinstance(input_size, bool) or not isinstance(input_size, int) or input_size <= 0:
