@@ -64,6 +64,9 @@ def test_variational_masks_span_the_chunks():
       params, xs, key)
   assert_trees_close(got, jax.jit(lambda p, x, k: model.apply(p, x, train=True, key=k))(
       params, xs, key))
+  listed = [jax.tree.map(lambda a: a + 0.5, list(c)) for c in model.initial_state(2)]
+  assert_trees_close(drnn.tbptt_apply(model, params, xs, 4, initial_state=listed),
+                     jax.jit(model.apply)(params, xs, initial_state=listed))
   with pytest.raises(ValueError, match="chunk_size: expected a positive int"):
     drnn.tbptt_apply(model, params, xs, 0)
   bi, bi_params = make("gru", 3, (4,), bidirectional=True)
