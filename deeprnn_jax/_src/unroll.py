@@ -56,6 +56,50 @@ def scan_layer(cell: Cell, params, xs, carry, lengths=None, *, reverse=False, un
   return lax.scan(masked_body, carry, (xp, steps), reverse=reverse, unroll=unroll)
 
 
+def remat_chunk(time: int) -> int:
+  """The default chunk of `remat_scan_layer`: the divisor of `time` nearest sqrt(time).
+
+  Memory then goes as time / chunk saved carries plus chunk steps of residuals, both
+  about sqrt(time) (Chen et al. 2016, "Training deep nets with sublinear memory cost").
+  """
+  divisors = [d for d in range(1, time + 1) if time % d == 0]
+  return min(divisors, key=lambda d: (abs(d - time**0.5), d))
+
+
+def remat_scan_layer(cell: Cell, params, xs, carry, lengths=None, *, reverse=False,
+                     unroll=1, chunk=None):
+  """`scan_layer` that keeps only every chunk-th carry for the backward pass.
+
+  Time is cut into chunks of `chunk` steps (which must divide T); each chunk runs under
+  `jax.checkpoint`, so the backward pass recomputes one chunk's forward at a time from
+  its saved starting carry. Same numbers and gradients as `scan_layer`; about one more
+  forward pass of time.
+
+  Args:
+    cell, params, xs, carry, lengths, reverse, unroll: as in `scan_layer`.
+    chunk: steps per checkpointed chunk; default `remat_chunk(T)`.
+
+  Returns:
+    (final carry, ys [T, B, H]).
+  """
+  T = xs.shape[0]
+  chunk = remat_chunk(T) if chunk is None else chunk
+  if isinstance(chunk, bool) or not isinstance(chunk, int) or chunk < 1 or T % chunk:
+    raise ValueError(f"chunk: expected a positive int dividing the time axis ({T}), "
+                     f"got {chunk!r}")
+
+  @jax.checkpoint
+  def run_chunk(c, inp):
+    x, start = inp
+    local = None if lengths is None else lengths - start  # t < lengths - start, t local
+    return scan_layer(cell, params, x, c, local, reverse=reverse, unroll=unroll)
+
+  xs_c = xs.reshape((T // chunk, chunk) + xs.shape[1:])  # [T/chunk, chunk, B, F]
+  starts = jnp.arange(0, T, chunk, dtype=jnp.int32)
+  carry, ys = lax.scan(run_chunk, carry, (xs_c, starts), reverse=reverse)
+  return carry, ys.reshape((T,) + ys.shape[2:])  # [T, B, H]
+
+
 def loop_layer(cell: Cell, params, xs, carry, lengths=None, *, reverse=False):
   """Reference for `scan_layer`: a plain Python loop of `cell.step` over time."""
   T = xs.shape[0]
