@@ -13,6 +13,7 @@ impl, one panel per cell and width).
 
 import argparse
 import json
+import math
 import pathlib
 import sys
 
@@ -20,10 +21,26 @@ RESULTS = pathlib.Path(__file__).resolve().parent / "results"
 PEERS = ("flax", "torch")
 PLOTS = {  # file suffix: (extra_info key, axis label, log scale)
     "tokens": ("tokens_per_s", "training tokens/s (higher is better)", True),
-    "compile": ("compile_s", "trace + lower + compile, s", True),
+    "compile": ("compile_s", "trace + lower + compile, s", False),
     "params": ("params", "parameters", True),
     "mfu": ("mfu", "MFU vs 1024^3 float32 matmul rate", False),
 }
+
+
+def _short(value, _=None):
+  """Tick labels: 2k, 40k, 1.5M, 0.3."""
+  for scale, suffix in ((1e6, "M"), (1e3, "k")):
+    if abs(value) >= scale:
+      return f"{value / scale:g}{suffix}"
+  return f"{value:g}"
+
+
+def _short_minor(value, _=None):
+  """Minor log ticks: only 2x and 5x a power of ten get a label."""
+  if value <= 0:
+    return ""
+  lead = round(value / 10 ** math.floor(math.log10(value)))
+  return _short(value) if lead in (2, 5) else ""
 
 
 def load_rows(paths):
@@ -31,12 +48,18 @@ def load_rows(paths):
   rows, machine = {}, {}
   for path in paths:
     data = json.loads(pathlib.Path(path).read_text())
-    machine = data.get("machine_info", machine)
+    machine = dict(data.get("machine_info", machine))
+    commit = data.get("commit_info") or {}
+    if commit.get("id"):
+      machine["commit"] = commit["id"][:10] + (" (with uncommitted changes)"
+                                              if commit.get("dirty") else "")
     for bench in data.get("benchmarks", []):
       info = dict(bench.get("extra_info") or {})
       if "tokens_per_s" not in info:
         continue  # not a training-step benchmark (or run with --benchmark-disable)
-      info["iqr_s"] = bench.get("stats", {}).get("iqr")
+      stats = bench.get("stats") or {}
+      if stats.get("median"):
+        info["spread"] = (stats["max"] - stats["min"]) / stats["median"]
       rows[(info["impl"], info["cell"], info["hidden"], info["depth"])] = info
   if not rows:
     raise SystemExit(f"report: no training-step benchmarks in {[str(p) for p in paths]}; "
@@ -68,8 +91,8 @@ def _span(values, spec):
   values = [v for v in values if v is not None]
   if not values:
     return "–"
-  lo, hi = min(values), max(values)
-  return format(lo, spec) if lo == hi else f"{format(lo, spec)}–{format(hi, spec)}"
+  lo, hi = format(min(values), spec), format(max(values), spec)
+  return lo if lo == hi else f"{lo}–{hi}"
 
 
 def header(rows, machine, name):
@@ -100,8 +123,15 @@ def header(rows, machine, name):
       ". Other processes were running, so absolute figures are noisy; the impls of a "
       "grid point ran back to back, so their ratios compare like with like.",
   ]
+  spreads = sorted(r["spread"] for r in rows if r.get("spread") is not None)
+  if spreads:
+    lines.append(f"- Spread of the timed rounds of one benchmark ((max - min) / median): "
+                 f"median {100 * spreads[len(spreads) // 2]:.0f}%, largest "
+                 f"{100 * spreads[-1]:.0f}%; single cells can be off by that much, trends "
+                 f"across depths and cells are the firmer reading.")
   if versions:
-    lines.append("- Versions: " + ", ".join(f"{k} {v}" for k, v in sorted(versions.items())))
+    lines.append("- Versions: " + ", ".join(f"{k} {v}" for k, v in sorted(versions.items()))
+                 + (f"; deeprnn_jax commit {machine['commit']}" if "commit" in machine else ""))
   return lines
 
 
@@ -122,7 +152,7 @@ def table(rows):
           + [f"{i} tok/s" for i in impls]
           + [f"{a} / {b}" for a, b in ratios]
           + [f"{i} compile s" for i in jitted]
-          + [f"{i} MFU" for i in impls])
+          + [f"{i} MFU" for i in impls] + ["load"])
   lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
   for cell, hidden, depth in points:
     get = lambda impl: by_key.get((impl, cell, hidden, depth))
@@ -133,6 +163,8 @@ def table(rows):
     cells += [_fmt(tok[a] / tok[b] if tok[a] and tok[b] else None, ".2f") for a, b in ratios]
     cells += [_fmt((get(i) or {}).get("compile_s"), ".2f") for i in jitted]
     cells += [_small(100 * get(i)["mfu"], "%") if get(i) else "–" for i in impls]
+    loads = [get(i).get("load_avg_1min") for i in impls if get(i)]
+    cells.append(_span(loads, ".0f"))
     lines.append("| " + " | ".join(cells) + " |")
   return lines
 
@@ -183,7 +215,11 @@ def plot(rows, key, label, log, path):
     ax.set_xscale("log", base=2)
     if log:
       ax.set_yscale("log")
-    ax.tick_params(labelsize=7)
+    else:
+      ax.set_ylim(bottom=0)
+    ax.yaxis.set_major_formatter(_short)
+    ax.yaxis.set_minor_formatter(_short_minor if log else "")
+    ax.tick_params(labelsize=7, which="both")
     ax.grid(alpha=0.3)
     if hi == len(hiddens) - 1:
       ax.set_xlabel("depth L", fontsize=8)
@@ -205,7 +241,10 @@ def write_report(paths, out_dir, name):
   out_dir.mkdir(parents=True, exist_ok=True)
   lines = header(rows, machine, name) + ["", "## Results", ""] + table(rows) + [""]
   lines += ["Ratios are tokens/s over tokens/s (above 1: deeprnn_jax is faster). "
-            "Compile s: `jax.jit(step).trace(...).lower().compile()`; PyTorch is eager.", ""]
+            "Compile s: `jax.jit(step).trace(...).lower().compile()`; PyTorch is eager. "
+            "Load: the 1-min load average when the point's benchmarks started (the machine "
+            "has the number of cores named above; more than that means other processes "
+            "shared them).", ""]
   lines += memory_table(rows)
   for suffix, (key, label, log) in PLOTS.items():
     if any(r.get(key) is not None for r in rows):

@@ -1,4 +1,4 @@
-"""The benchmark: one training step per impl and grid point (the grid is in conftest.py).
+"""The benchmark: one training step per impl and grid point (the grid is in grid.py).
 
 For each point: build the impl's workload, time trace + lower + compile (JAX), run one
 warm-up step (timed as first_step_s), then let pytest-benchmark time steady-state steps,

@@ -137,7 +137,7 @@ def _fake_run(path):
   for depth, scale in ((1, 1.0), (4, 0.5)):
     for impl, tok, compile_s in (("deeprnn_jax", 3000.0, 2.0), ("flax", 2000.0, 4.0),
                                  ("torch", 1500.0, None)):
-      rows.append({"stats": {"iqr": 0.001}, "extra_info": dict(
+      rows.append({"stats": {"min": 0.9, "median": 1.0, "max": 1.5}, "extra_info": dict(
           impl=impl, cell="lstm", hidden=128, depth=depth, batch=64, time=100, features=32,
           params=1000 * depth, compile_s=compile_s, tokens_per_s=tok * scale,
           mfu=0.25 * scale, matmul_gflops=40.0, device="cpu: test (2 cores)",
@@ -152,6 +152,7 @@ def test_report_writes_ratios_and_plots(tmp_path):
   md = report.write_report([tmp_path / "run.json"], tmp_path, "run")
   text = md.read_text()
   assert "cpu: test (2 cores)" in text and "B=64, T=100, F=32" in text
+  assert "median 60%, largest 60%" in text  # (1.5 - 0.9) / 1.0
   header = next(line for line in text.splitlines() if line.startswith("| cell"))
   cols = [c.strip() for c in header.strip("|").split("|")]
   row = next(line for line in text.splitlines() if line.startswith("| lstm | 128 | 4 |"))
