@@ -77,6 +77,18 @@ def pytest_report_header(config):
           f"benchmarks on {wl.jax_device_name()}")
 
 
+@pytest.fixture(autouse=True)
+def standard_promotion():
+  """JAX's default dtype promotion, which the workloads' users run under.
+
+  tests/conftest.py switches on strict promotion for the whole process when both folders
+  run in one pytest session (as in CI); optax's Adam (a Python float raised to an int32
+  step count) does not trace under it.
+  """
+  with jax.numpy_dtype_promotion("standard"):
+    yield
+
+
 @pytest.fixture(scope="session")
 def matmul_gflops():
   """float32 GFLOP/s of a jitted 1024x1024x1024 matmul on the default device.
