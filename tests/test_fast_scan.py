@@ -63,7 +63,7 @@ def test_match_refuses_changed_maths(kind, kw):
 def test_values_and_gradients_equal_the_plain_scan(kind, kw, lengths, reverse):
   cell, params, xs, carry = setup(kind, kw)
   lengths = None if lengths is None else jnp.asarray(lengths, jnp.int32)
-  got = scan_layer(cell, params, xs, carry, lengths, reverse=reverse)
+  got = scan_layer(cell, params, xs, carry, lengths, reverse=reverse, fast_grad=True)
   want = scan_layer(cell, params, xs, carry, lengths, reverse=reverse, fast_grad=False)
   assert_trees_close(got, want, 1e-6, 1e-6)
   if not reverse:
@@ -95,7 +95,7 @@ def test_unroll_keeps_values_and_gradients():
   f1 = loss(cell, lengths, False, True)
 
   def f3(p, x, c):
-    final, ys = scan_layer(cell, p, x, c, lengths, unroll=3)
+    final, ys = scan_layer(cell, p, x, c, lengths, unroll=3, fast_grad=True)
     return jnp.sum(ys * jnp.cos(ys)) + sum(jnp.sum(jnp.sin(a)) for a in jax.tree.leaves(final))
 
   assert_trees_close(jax.value_and_grad(f3)(params, xs, carry),
@@ -106,11 +106,11 @@ def test_unroll_keeps_values_and_gradients():
 def test_bf16_stays_bf16(kind, kw):
   cell, params, xs, carry = setup(kind, kw, jnp.bfloat16)
   assert fast_scan.match(cell, params, carry, xs[0]) is not None
-  final, ys = scan_layer(cell, params, xs, carry)
+  final, ys = scan_layer(cell, params, xs, carry, fast_grad=True)
   assert ys.dtype == jnp.bfloat16
   assert all(a.dtype == jnp.bfloat16 for a in jax.tree.leaves(final))
-  grads = jax.grad(lambda p: jnp.sum(scan_layer(cell, p, xs, carry)[1].astype(jnp.float32)))(
-      params)
+  grads = jax.grad(lambda p: jnp.sum(
+      scan_layer(cell, p, xs, carry, fast_grad=True)[1].astype(jnp.float32)))(params)
   assert all(g.dtype == jnp.bfloat16 for g in jax.tree.leaves(grads))
   want = scan_layer(cell, params, xs, carry, fast_grad=False)[1]
   np.testing.assert_allclose(np.asarray(ys, np.float32), np.asarray(want, np.float32),

@@ -72,6 +72,9 @@ def _project(params, x):
 STEPS = {"rnn_tanh": _rnn_step(jnp.tanh), "rnn_relu": _rnn_step(jax.nn.relu),
          "lstm": _lstm_step, "gru": _gru_step}
 CANDIDATES = {"rnn": ("rnn_tanh", "rnn_relu"), "lstm": ("lstm",), "gru": ("gru",)}
+# Where the custom JVP measured faster than autodiff of the plain scan on the 2-core CPU
+# (training step of one layer, F=256, H=256): RNN 1.55x, LSTM 1.16x, GRU 0.95x.
+FASTER_KINDS = ("rnn", "lstm")
 
 
 def _jaxpr_text(fn, *args):

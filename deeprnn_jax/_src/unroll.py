@@ -20,7 +20,7 @@ def _mask_step(valid, new_carry, old_carry, y):
 
 
 def scan_layer(cell: Cell, params, xs, carry, lengths=None, *, reverse=False, unroll=1,
-               fast_grad=True):
+               fast_grad=None):
   """Runs `cell` over time with `lax.scan`; the input projection is one matmul outside.
 
   Args:
@@ -31,14 +31,18 @@ def scan_layer(cell: Cell, params, xs, carry, lengths=None, *, reverse=False, un
     lengths: optional int [B]; steps t >= lengths[b] leave sequence b untouched.
     reverse: scan from t = T-1 down to 0 (over the whole padded axis).
     unroll: passed to `lax.scan`.
-    fast_grad: for the plain RNN, LSTM and GRU cells, differentiate through a custom JVP
-      that keeps the weight gradient out of the backward loop (`fast_scan.py`; same
-      numbers, faster). Other cells, and False, use autodiff of the plain scan.
+    fast_grad: True: for the plain RNN, LSTM and GRU cells, differentiate through a
+      custom JVP that keeps the weight gradients out of the backward loop (`fast_scan.py`;
+      same numbers). None (default): only where that measured faster on the CPU (RNN and
+      LSTM, not GRU; benchmarks/NOTES.md). False, and other cells: autodiff of the plain
+      scan.
 
   Returns:
     (final carry, ys [T, B, H]).
   """
-  name = fast_scan.match(cell, params, carry, xs[0]) if fast_grad else None
+  name = None
+  if fast_grad or (fast_grad is None and cell.kind in fast_scan.FASTER_KINDS):
+    name = fast_scan.match(cell, params, carry, xs[0])
   if name is not None:
     return fast_scan.recurrence(name, params, carry, xs, lengths, reverse=reverse,
                                 unroll=unroll)
