@@ -24,11 +24,6 @@ import optax
 
 import deeprnn_jax as drnn
 
-try:  # public names once the training utilities are exported
-  from deeprnn_jax import make_train_step, optimizer, sigmoid_binary_loss
-except ImportError:
-  from deeprnn_jax._src.train import make_train_step, optimizer, sigmoid_binary_loss
-
 LEARNING_RATE = 1e-3
 MAX_NORM = 1.0  # global-norm clipping bound, as in the library's default optimizer
 GATES = {"rnn": 1, "lstm": 4, "gru": 3}
@@ -214,10 +209,11 @@ def deeprnn_workload(spec: Spec, opts: Optional[dict] = None, params=None,
     xs, labels = batch
     ys, _ = model.apply(params["rnn"], xs, train=train, key=key)
     logits = ys[:, -1] @ params["head"]["w"] + params["head"]["b"]  # [B, 1]
-    return sigmoid_binary_loss(logits[:, 0], labels)
+    return drnn.sigmoid_binary_loss(logits[:, 0], labels)
 
-  tx = optimizer(LEARNING_RATE, max_norm=MAX_NORM)
-  return _jax_workload(impl_label(opts), make_train_step(loss_fn, tx), params, tx, spec, seed)
+  tx = drnn.optimizer(LEARNING_RATE, max_norm=MAX_NORM)
+  return _jax_workload(impl_label(opts), drnn.make_train_step(loss_fn, tx), params, tx, spec,
+                       seed)
 
 
 class FlaxClassifier(nn.Module):
