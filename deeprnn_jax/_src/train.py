@@ -14,7 +14,7 @@ exploding gradients are visible in the logs.
 """
 
 import math
-from typing import Callable, Dict, Optional, Tuple
+from typing import Callable, Dict, Optional, Tuple, Union
 
 import jax
 import jax.numpy as jnp
@@ -24,7 +24,8 @@ Metrics = Dict[str, jax.Array]
 LossFn = Callable[..., Tuple[jax.Array, Metrics]]
 
 
-def optimizer(learning_rate: float = 1e-3, *, max_norm: Optional[float] = 1.0,
+def optimizer(learning_rate: Union[float, optax.Schedule] = 1e-3, *,
+              max_norm: Optional[float] = 1.0,
               base: Callable[..., optax.GradientTransformation] = optax.adam
               ) -> optax.GradientTransformation:
   """Global-norm clipping followed by an optimizer (Adam by default).
@@ -35,7 +36,9 @@ def optimizer(learning_rate: float = 1e-3, *, max_norm: Optional[float] = 1.0,
   changing its direction.
 
   Args:
-    learning_rate: step size given to `base`.
+    learning_rate: step size given to `base`: a number, or an optax schedule (a function
+      of the step count, e.g. `optax.cosine_decay_schedule(1e-3, total_steps)`), whose
+      position lives in the optimizer state and so survives checkpoints.
     max_norm: the largest global gradient norm passed on to `base`; None for no
       clipping (the clip stage is kept with an infinite bound, so the optimizer state
       has the same structure either way and checkpoints stay compatible).
@@ -49,9 +52,11 @@ def optimizer(learning_rate: float = 1e-3, *, max_norm: Optional[float] = 1.0,
     >>> tx = optimizer(1e-3, max_norm=1.0)
     >>> opt_state = tx.init(params)
   """
-  if isinstance(learning_rate, bool) or not isinstance(learning_rate, (int, float)) \
-      or not learning_rate > 0 or not math.isfinite(learning_rate):
-    raise ValueError(f"learning_rate: expected a positive finite number, got {learning_rate!r}")
+  if not callable(learning_rate) and (
+      isinstance(learning_rate, bool) or not isinstance(learning_rate, (int, float))
+      or not learning_rate > 0 or not math.isfinite(learning_rate)):
+    raise ValueError(f"learning_rate: expected a positive finite number or an optax schedule, "
+                     f"got {learning_rate!r}")
   if max_norm is None:
     max_norm = math.inf
   elif isinstance(max_norm, bool) or not isinstance(max_norm, (int, float)) \
