@@ -137,7 +137,9 @@ def test_depth_scan_keeps_the_program_flat():
     return len(f.lower(params, jnp.ones((2, 5, 8))).as_text().splitlines())
 
   three, sixteen = hlo_lines(3), hlo_lines(16)
-  assert sixteen <= 1.1 * three, (three, sixteen)
+  # 13 more layers add only per-layer bookkeeping (a zero initial state and a slice of
+  # the final state each, ~4 lines); unrolled layer bodies would multiply the program.
+  assert sixteen <= 1.25 * three, (three, sixteen)
 
 
 @pytest.mark.parametrize("dtype", [jnp.float32, jnp.float64])
