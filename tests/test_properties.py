@@ -326,34 +326,6 @@ def test_apply_matches_numpy_equations(cfg):
   assert_close(state_leaves(final, cfg), np_state_leaves(want_final), 2e-4, "state vs NumPy")
 
 
-@settings(max_examples=examples(12), **SETTINGS)
-@given(cfg=stacks(), schedule=st.sampled_from(SCHEDULES))
-def test_padding_past_lengths_changes_nothing(cfg, schedule):
-  """New values past each length change neither outputs nor state (bit for bit), padded
-  outputs are exactly 0, and a sequence of length 0 keeps its initial state exactly."""
-  name, kwargs = schedule
-  T, B = cfg["time"], cfg["batch"]
-  if cfg["lengths"] is None:  # this property is about lengths: always pass some
-    cfg = dict(cfg, lengths=tuple(int(n) for n in
-                                  np.random.default_rng(cfg["seed"]).integers(0, T + 1, B)))
-  cfg = dict(cfg, output="sequence")
-  record(cfg, schedule=name)
-  model, params, xs, lengths, state = build(cfg, **kwargs)
-  pad = np.arange(T)[None, :, None] >= np.asarray(lengths)[:, None, None]  # [B, T, 1]
-  noise = 1e3 * np.random.default_rng(cfg["seed"] + 1).standard_normal(xs.shape)
-  noisy = jnp.where(jnp.asarray(pad), jnp.asarray(noise, xs.dtype), xs)
-  apply = fast_jit(model.apply)
-  ys, final = apply(params, xs, lengths, state)
-  ys2, final2 = apply(params, noisy, lengths, state)
-  for a, b in zip(jax.tree.leaves((ys, final)), jax.tree.leaves((ys2, final2))):
-    np.testing.assert_array_equal(a, b)
-  assert not np.any(np.where(pad, np.asarray(ys), 0.0)), "padded outputs must be zero"
-  zero = np.asarray(lengths) == 0
-  init = model.initial_state(B) if state is None else state
-  for got, want in zip(jax.tree.leaves(final), jax.tree.leaves(init)):
-    np.testing.assert_array_equal(np.asarray(got)[zero], np.asarray(want)[zero])
-
-
 @st.composite
 def training(draw):
   """Dropout settings for a training-mode apply (or None for inference)."""
@@ -365,6 +337,37 @@ def training(draw):
   if HAS["variational"]:
     kw["variational"] = draw(st.booleans())
   return kw
+
+
+@settings(max_examples=examples(12), **SETTINGS)
+@given(cfg=stacks(), schedule=st.sampled_from(SCHEDULES),
+       train=training())
+def test_padding_past_lengths_changes_nothing(cfg, schedule, train):
+  """New values past each length change neither outputs nor state (bit for bit), padded
+  outputs are exactly 0, and a sequence of length 0 keeps its initial state exactly; in
+  inference and in training with dropout."""
+  name, kwargs = schedule
+  T, B = cfg["time"], cfg["batch"]
+  if cfg["lengths"] is None:  # this property is about lengths: always pass some
+    cfg = dict(cfg, lengths=tuple(int(n) for n in
+                                  np.random.default_rng(cfg["seed"]).integers(0, T + 1, B)))
+  cfg = dict(cfg, output="sequence")
+  record(cfg, schedule=name, train=train is not None)
+  model, params, xs, lengths, state = build(cfg, **kwargs, **(train or {}))
+  pad = np.arange(T)[None, :, None] >= np.asarray(lengths)[:, None, None]  # [B, T, 1]
+  noise = 1e3 * np.random.default_rng(cfg["seed"] + 1).standard_normal(xs.shape)
+  noisy = jnp.where(jnp.asarray(pad), jnp.asarray(noise, xs.dtype), xs)
+  run = {} if train is None else dict(train=True, key=jax.random.key(cfg["seed"] % 997))
+  apply = fast_jit(functools.partial(model.apply, **run))
+  ys, final = apply(params, xs, lengths, state)
+  ys2, final2 = apply(params, noisy, lengths, state)
+  for a, b in zip(jax.tree.leaves((ys, final)), jax.tree.leaves((ys2, final2))):
+    np.testing.assert_array_equal(a, b)
+  assert not np.any(np.where(pad, np.asarray(ys), 0.0)), "padded outputs must be zero"
+  zero = np.asarray(lengths) == 0
+  init = model.initial_state(B) if state is None else state
+  for got, want in zip(jax.tree.leaves(final), jax.tree.leaves(init)):
+    np.testing.assert_array_equal(np.asarray(got)[zero], np.asarray(want)[zero])
 
 
 @settings(max_examples=examples(10), **SETTINGS)
