@@ -5,7 +5,14 @@ import os
 import jax
 import pytest
 
-jax.config.update("jax_numpy_dtype_promotion", "strict")
+
+
+@pytest.fixture(autouse=True)
+def strict_dtype_promotion():
+  """Every library test runs under strict promotion (scoped here, so that benchmarks/,
+  collected in the same session, keeps JAX's default, under which optax's Adam traces)."""
+  with jax.numpy_dtype_promotion("strict"):
+    yield
 
 
 @pytest.fixture
