@@ -130,6 +130,30 @@ def test_batches_cover_every_review_once_with_one_shape(data_dir):
   assert all(np.array_equal(a["tokens"], b["tokens"]) for a, b in zip(resumed, batches[4:]))
 
 
+def test_bucketed_batches_cut_only_padding_and_stay_a_function_of_seed_and_epoch(reviews):
+  tokens = input_pipeline.tokenize(reviews[0])
+  ids, lengths = input_pipeline.encode(tokens, input_pipeline.build_vocab(tokens, 500), 200)
+  data = input_pipeline.Reviews(ids, lengths, reviews[1])
+  index = input_pipeline.epoch_batches(lengths, 16, seed=0, epoch=1, bucket_width=50)
+  again = input_pipeline.epoch_batches(lengths, 16, seed=0, epoch=1, bucket_width=50)
+  other = input_pipeline.epoch_batches(lengths, 16, seed=0, epoch=2, bucket_width=50)
+  assert all(np.array_equal(a, b) for a, b in zip(index, again))
+  assert not all(np.array_equal(a, b) for a, b in zip(index, other))
+  assert np.array_equal(np.sort(np.concatenate(index)), np.arange(300))
+  times = []
+  for idx in index:
+    b = input_pipeline.batch(data, idx, 16, bucket_width=50)
+    t = b["tokens"].shape[1]
+    longest = lengths[idx].max()
+    assert t in (50, 100, 150, 200) and longest <= t and (t == 50 or longest > t - 50)
+    assert np.array_equal(b["tokens"][:len(idx)], ids[idx, :t]) and not ids[idx, t:].any()
+    times.append(t)
+  # sorting pools by length pays: less padding than cutting random batches would leave
+  random_cut = [input_pipeline.batch(data, i, 16, 50)["tokens"].shape[1]
+                for i in input_pipeline.epoch_batches(lengths, 16, seed=0, epoch=1)]
+  assert np.mean(times) < np.mean(random_cut)
+
+
 @pytest.fixture(scope="module")
 def small_data(data_dir):
   return input_pipeline.load(data_dir, vocab_size=1000, maxlen=40, val_split=0.2, seed=0,

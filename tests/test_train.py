@@ -69,6 +69,17 @@ def test_no_clipping_is_plain_adam(adam_promotion):
   assert_trees_close(u1, u2, rtol=0, atol=0)
 
 
+def test_learning_rate_schedule_follows_the_step_count():
+  params, loss_fn, batch = _problem()
+  _, grads = _grads(loss_fn, params, batch)
+  tx = drnn.optimizer(optax.linear_schedule(1.0, 0.0, 4), max_norm=None, base=optax.sgd)
+  update = jax.jit(tx.update)
+  state = tx.init(params)
+  for scale in (1.0, 0.75, 0.5):  # lr at steps 0, 1, 2
+    updates, state = update(grads, state, params)
+    assert_trees_close(updates, jax.tree.map(lambda g: -scale * g, grads), rtol=1e-6, atol=0)
+
+
 def test_train_step_matches_direct_grad_and_reports_norm_before_clipping():
   params, loss_fn, batch = _problem()
   key = jax.random.key(7)
@@ -144,6 +155,7 @@ def test_sigmoid_binary_loss_matches_numpy():
 @pytest.mark.parametrize("kwargs, message", [
     (dict(learning_rate=-1.0), "learning_rate: expected a positive finite number"),
     (dict(learning_rate=float("nan")), "learning_rate: expected a positive finite number"),
+    (dict(learning_rate="1e-3"), "learning_rate: expected a positive finite number"),
     (dict(max_norm=0.0), "max_norm: expected a positive number or None"),
     (dict(max_norm="1"), "max_norm: expected a positive number or None"),
 ])

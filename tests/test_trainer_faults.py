@@ -149,3 +149,6 @@ def test_corrupt_or_mismatched_checkpoint_gives_a_clear_error(reference, tmp_pat
   assert "is corrupt" in err and "Traceback" not in err
   assert trainer.run_main(["--out", str(tmp_path / "empty"), "--resume"]) == 2
   assert "no checkpoint to resume from" in capsys.readouterr().err
+  assert trainer.run_main(["--out", str(out)]) == 2  # a fresh run would overwrite it
+  assert "already holds a checkpoint; pass --resume" in capsys.readouterr().err
+  assert (out / checkpoint.FILENAME).read_bytes() == data[: len(data) // 2]  # untouched

@@ -70,6 +70,14 @@ def grad_norms_fn(net):
   return fn
 
 
+def learning_rate(cfg, n_train):
+  """--lr, constant or decayed to 0 over the run's steps by a cosine (--schedule cosine)."""
+  if cfg["schedule"] == "constant":
+    return cfg["lr"]
+  steps = cfg["epochs"] * input_pipeline.num_batches(n_train, cfg["batch_size"])
+  return optax.cosine_decay_schedule(cfg["lr"], steps)
+
+
 def host_copy(tree):
   """A NumPy copy that outlives the device buffers (which the train step donates)."""
   return jax.tree.map(lambda x: np.array(x, copy=True), tree)
@@ -119,26 +127,29 @@ def train_epoch(run, cfg, data, train_step, stop):
   """Runs the rest of epoch `run["epoch"]` from batch `run["step"]`; updates `run`."""
   epoch, n_batches = run["epoch"], input_pipeline.num_batches(len(data.train.labels),
                                                               cfg["batch_size"])
-  order = input_pipeline.epoch_order(len(data.train.labels), cfg["seed"], epoch)
+  index = input_pipeline.epoch_batches(data.train.lengths, cfg["batch_size"], cfg["seed"],
+                                       epoch, cfg["bucket"])
   key = jax.random.wrap_key_data(np.asarray(run["rng"], np.uint32))
   fault_kind, fault_step = cfg.get("inject_fault") or (None, None)
   bar = tqdm(total=n_batches, initial=run["step"], desc=f"epoch {epoch + 1}", leave=False,
              disable=None, dynamic_ncols=True)
   t0 = time.perf_counter()
-  for batch in input_pipeline.batches(data.train, cfg["batch_size"], order, run["step"]):
+  for b in range(run["step"], n_batches):
+    batch = input_pipeline.batch(data.train, index[b], cfg["batch_size"], cfg["bucket"])
     step = run["global_step"] + 1
     if fault_kind == "nan" and step == fault_step:
       batch["weights"] = np.full_like(batch["weights"], np.nan)  # test-only fault
     state = run["state"]
-    state["params"], state["opt_state"], m = train_step(
+    state["params"], state["opt_state"], m = train_step[batch["tokens"].shape[1]](
         state["params"], state["opt_state"], batch, jax.random.fold_in(key, step))
     m = jax.device_get(m)
     if not (math.isfinite(m["loss"]) and math.isfinite(m["grad_norm"])):
       raise NonFinite(f"non-finite loss ({float(m['loss'])}) or gradient norm "
                       f"({float(m['grad_norm'])}) at step {step} (epoch {epoch + 1}, batch "
                       f"{run['step'] + 1}/{n_batches})")
-    t0, seconds = time.perf_counter(), time.perf_counter() - t0
-    accumulate(run["sums"], m, seconds)
+    now = time.perf_counter()
+    accumulate(run["sums"], m, now - t0)
+    t0 = now
     run["step"], run["global_step"] = run["step"] + 1, step
     bar.update()
     if run["step"] % 20 == 0:
@@ -154,11 +165,13 @@ def train_epoch(run, cfg, data, train_step, stop):
   bar.close()
 
 
-def evaluate(eval_step, params, reviews, batch_size):
+def evaluate(eval_step, params, reviews, cfg):
   """Loss and accuracy over all `reviews` (each counted once)."""
   total = {"loss": 0.0, "accuracy": 0.0, "weight": 0.0}
-  for batch in input_pipeline.batches(reviews, batch_size):
-    m = jax.device_get(eval_step(params, batch))
+  order = np.argsort(reviews.lengths, kind="stable") if cfg["bucket"] else None
+  for batch in input_pipeline.batches(reviews, cfg["eval_batch_size"], order,
+                                      bucket_width=cfg["bucket"]):
+    m = jax.device_get(eval_step[batch["tokens"].shape[1]](params, batch))
     w = float(m["weight"])
     total["weight"] += w
     total["loss"] += float(m["loss"]) * w
@@ -234,36 +247,45 @@ def plot_curves(history, path, cfg):
 
 
 def on_signals(stop):
-  """Turns SIGINT and SIGTERM into a request to stop after the current step."""
+  """Turns SIGINT and SIGTERM into a request to stop after the current step; returns
+  the previous handlers."""
 
   def handler(signum, frame):
     if stop["signal"]:  # a second Ctrl-C: stop now
       raise KeyboardInterrupt
     stop["signal"] = signal.Signals(signum).name
 
-  for s in (signal.SIGINT, signal.SIGTERM):
-    signal.signal(s, handler)
+  return {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
 
 
-def compile_steps(net, tx, grad_metrics, run, data, cfg):
+def compile_steps(net, tx, grad_metrics, run, cfg):
   """Jits and compiles the train step (parameter and optimizer buffers donated) and the
-  eval step ahead of time, so that epoch times do not include compilation."""
+  eval step ahead of time, once per batch length, so that epoch times do not include
+  compilation. Returns two dicts: time length -> compiled step."""
   train_step = jax.jit(drnn.make_train_step(net.loss, tx, grad_metrics=grad_metrics),
                        donate_argnums=(0, 1))
   eval_step = jax.jit(drnn.make_eval_step(net.loss))
-  state, one = run["state"], np.arange(1)
-  train_batch = input_pipeline.batch(data.train, one, cfg["batch_size"])
-  eval_batch = input_pipeline.batch(data.val, one, cfg["eval_batch_size"])
+  params, opt_state = run["state"]["params"], run["state"]["opt_state"]
   key = jax.random.key(0)
-  return (train_step.lower(state["params"], state["opt_state"], train_batch, key).compile(),
-          eval_step.lower(state["params"], eval_batch).compile())
+
+  def like(batch_size, time):
+    return {"tokens": jax.ShapeDtypeStruct((batch_size, time), np.int32),
+            "lengths": jax.ShapeDtypeStruct((batch_size,), np.int32),
+            "labels": jax.ShapeDtypeStruct((batch_size,), np.int32),
+            "weights": jax.ShapeDtypeStruct((batch_size,), np.float32)}
+
+  lengths = input_pipeline.bucket_lengths(cfg["maxlen"], cfg["bucket"])
+  return ({t: train_step.lower(params, opt_state, like(cfg["batch_size"], t), key).compile()
+           for t in lengths},
+          {t: eval_step.lower(params, like(cfg["eval_batch_size"], t)).compile()
+           for t in lengths})
 
 
 def test_metrics(run, cfg, data, eval_step):
   """Test loss and accuracy of the params `--select` picks (by default those of the epoch
   with the best validation accuracy), and of the last epoch's."""
   last_epoch = run["epoch"]
-  on_test = lambda params: evaluate(eval_step, params, data.test, cfg["eval_batch_size"])
+  on_test = lambda params: evaluate(eval_step, params, data.test, cfg)
   last = {**on_test(run["state"]["params"]), "epoch": last_epoch}
   best = last
   if run["best"]["epoch"] != last_epoch:
@@ -278,34 +300,44 @@ def test_metrics(run, cfg, data, eval_step):
 
 def fit(run, cfg, data, train_step, eval_step):
   """Trains until `cfg["epochs"]`, checkpointing each epoch; on SIGINT or SIGTERM saves
-  a checkpoint mid-epoch and raises Interrupted."""
+  a checkpoint (mid-epoch if need be) and raises Interrupted."""
   stop = {"signal": None}
-  on_signals(stop)
+  previous = on_signals(stop)
   n_batches = input_pipeline.num_batches(len(data.train.labels), cfg["batch_size"])
-  while run["epoch"] < cfg["epochs"]:
-    print(f"Epoch {run['epoch'] + 1}/{cfg['epochs']}")
-    try:
-      train_epoch(run, cfg, data, train_step, stop)
-    except Interrupted:
+  try:
+    while run["epoch"] < cfg["epochs"]:
+      print(f"Epoch {run['epoch'] + 1}/{cfg['epochs']}")
+      try:
+        train_epoch(run, cfg, data, train_step, stop)
+      except Interrupted:
+        save_run(cfg["out"], run, cfg)
+        write_outputs(cfg, run)
+        raise
+      t_val = time.perf_counter()
+      val = evaluate(eval_step, run["state"]["params"], data.val, cfg)
+      run["history"].append(epoch_record(run, val, time.perf_counter() - t_val))
+      print(epoch_line(run["history"][-1], n_batches), flush=True)
+      if run["best"] is None or val["accuracy"] > run["best"]["val_accuracy"]:
+        run["best"] = {"epoch": run["epoch"] + 1, "val_accuracy": val["accuracy"]}
+        run["state"]["best_params"] = host_copy(run["state"]["params"])
+      run.update(epoch=run["epoch"] + 1, step=0, sums={})
       save_run(cfg["out"], run, cfg)
       write_outputs(cfg, run)
-      raise
-    t_val = time.perf_counter()
-    val = evaluate(eval_step, run["state"]["params"], data.val, cfg["eval_batch_size"])
-    run["history"].append(epoch_record(run, val, time.perf_counter() - t_val))
-    print(epoch_line(run["history"][-1], n_batches), flush=True)
-    if run["best"] is None or val["accuracy"] > run["best"]["val_accuracy"]:
-      run["best"] = {"epoch": run["epoch"] + 1, "val_accuracy": val["accuracy"]}
-      run["state"]["best_params"] = host_copy(run["state"]["params"])
-    run.update(epoch=run["epoch"] + 1, step=0, sums={})
-    save_run(cfg["out"], run, cfg)
-    write_outputs(cfg, run)
+      if stop["signal"]:  # it came during validation: the epoch's checkpoint is saved
+        raise Interrupted(f"{stop['signal']} at the end of epoch {run['epoch']}")
+  finally:
+    for s, handler in previous.items():
+      signal.signal(s, handler)
 
 
 def main(argv=None):
   explicit, cfg = config.parse(argv)
   if cfg["resume"]:
     cfg = resume_config(cfg["out"], explicit)
+  elif cfg["out"] and checkpoint.exists(cfg["out"]):
+    raise checkpoint.CheckpointError(
+        f"{cfg['out']} already holds a checkpoint; pass --resume to continue that run, or "
+        f"choose another --out (nothing was overwritten)")
   data_dir = input_pipeline.resolve_data_dir(cfg["data_dir"])
   input_pipeline.check_data_dir(data_dir)  # fail fast, before the slow reads
   t_load = time.perf_counter()
@@ -317,14 +349,14 @@ def main(argv=None):
 
   net = model.classifier(cfg["vocab"], cfg["embed"], cfg["cell"], cfg["hidden"],
                          dropout=cfg["dropout"], pooling=cfg["pooling"])
-  tx = drnn.optimizer(cfg["lr"], max_norm=cfg["clip"] or None)
+  tx = drnn.optimizer(learning_rate(cfg, len(data.train.labels)), max_norm=cfg["clip"] or None)
   grad_metrics = grad_norms_fn(net) if cfg["log_grad_norms"] else None
   if cfg["resume"]:
     run = restore_run(cfg["out"], net, tx, cfg["seed"])
   else:
     run = fresh_run(net, tx, cfg["seed"])
   t_compile = time.perf_counter()
-  train_step, eval_step = compile_steps(net, tx, grad_metrics, run, data, cfg)
+  train_step, eval_step = compile_steps(net, tx, grad_metrics, run, cfg)
   print(f"{cfg['cell'].upper()} {cfg['hidden']}, {drnn.count_params(run['state']['params'])} "
         f"parameters; {device_name()}; compiled in {time.perf_counter() - t_compile:.1f}s; "
         f"from epoch {run['epoch'] + 1}, global step {run['global_step']}")
@@ -353,8 +385,9 @@ def run_main(argv=None):
     print(f"error: {e}", file=sys.stderr)
     return EXIT_ERROR
   except NonFinite as e:
+    how = f"--out {out} --resume --lr <smaller>" if out else "--lr <smaller>"
     print(f"error: {e}. Training stopped; {last_good(out)}. Continue with a smaller "
-          f"learning rate: --out {out} --resume --lr <smaller>", file=sys.stderr)
+          f"learning rate: {how}", file=sys.stderr)
     return EXIT_NONFINITE
   except Interrupted as e:
     where = (f"checkpoint saved to {checkpoint.path(out)}; continue with --out {out} --resume"
