@@ -26,12 +26,13 @@ import train as trainer  # noqa: E402
 from test_imdb import find_data_dir  # noqa: E402
 
 # 128 training reviews in batches of 16: 8 steps per epoch, 16 in all; dropout on, so the
-# PRNG state matters; a checkpoint every 3 steps, so there are mid-epoch checkpoints.
+# PRNG state matters; a checkpoint every 3 steps, so there are mid-epoch checkpoints;
+# per-layer gradient norms logged, so their running sums must survive a resume too.
 STEPS_PER_EPOCH = 8
 ARGS = ["--limit-train", "160", "--limit-test", "40", "--batch-size", "16",
         "--eval-batch-size", "40", "--cell", "lstm", "--hidden", "4,4", "--embed", "8",
         "--maxlen", "20", "--vocab", "500", "--dropout", "0.1", "--ckpt-every", "3",
-        "--epochs", "2"]
+        "--epochs", "2", "--log-grad-norms"]
 TIMES = ("seconds", "ms_per_step")
 
 
@@ -86,6 +87,8 @@ def test_uninterrupted_run_writes_the_promised_outputs(reference):
   assert [r["epoch"] for r in m["history"]] == [1, 2]
   for r in m["history"]:
     assert {"epoch", "loss", "accuracy", "val_loss", "val_accuracy", "seconds"} <= r.keys()
+    assert list(r["grad_norms"]) == ["dense", "embed", "rnn_0", "rnn_1"]
+    assert all(0 < v < float("inf") for v in r["grad_norms"].values())
   assert m["test"].keys() >= {"loss", "accuracy"} and m["config"]["hidden"] == [4, 4]
   assert (reference / "curves.png").read_bytes()[:4] == b"\x89PNG"
   meta = checkpoint.read_meta(str(reference))
