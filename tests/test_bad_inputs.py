@@ -563,7 +563,8 @@ def markdown(tmp_root):
   for case in TRAINER:
     tmp = pathlib.Path(tempfile.mkdtemp(dir=tmp_root))
     capture = _Stderr()
-    with contextlib.redirect_stderr(capture.buffer):
+    # the trainer's progress lines go to stdout, where this table goes: keep them out
+    with contextlib.redirect_stderr(capture.buffer), contextlib.redirect_stdout(io.StringIO()):
       kind, message = run_trainer(case, tmp, capture)
     message = message.strip().splitlines()[-1].replace(str(tmp), "TMP")
     if kind == case.error and all(f in message for f in _fragments(case, "TMP")):
