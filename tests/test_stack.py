@@ -137,9 +137,10 @@ def test_depth_scan_keeps_the_program_flat():
     return len(f.lower(params, jnp.ones((2, 5, 8))).as_text().splitlines())
 
   three, sixteen = hlo_lines(3), hlo_lines(16)
-  # 13 more layers add only per-layer bookkeeping (a zero initial state and a slice of
-  # the final state each, ~4 lines); unrolled layer bodies would multiply the program.
-  assert sixteen <= 1.25 * three, (three, sixteen)
+  # One layer body, and the zero initial states are made per group at their stacked
+  # shape, so 13 more layers add nothing (measured: 489 lines both); unrolled layer
+  # bodies, or per-layer bookkeeping, would grow the program with depth.
+  assert sixteen <= three + 8, (three, sixteen)
 
 
 @pytest.mark.parametrize("dtype", [jnp.float32, jnp.float64])

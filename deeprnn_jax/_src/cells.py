@@ -23,6 +23,7 @@ from typing import Optional, Union
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from deeprnn_jax._src import initializers as inits
 from deeprnn_jax._src.base import Cell, LSTMState
@@ -283,5 +284,8 @@ def make_cell(kind: str, hidden_size: int, *, nonlinearity: Optional[str] = None
     else:
       kwargs["nonlinearity"] = nonlinearity
   if forget_bias is not None and kind == "lstm":
+    if isinstance(forget_bias, bool) or not isinstance(forget_bias, (int, float, np.number)) \
+        or not np.isfinite(forget_bias):
+      raise ValueError(f"forget_bias: expected a number, got {forget_bias!r}")
     kwargs["forget_bias"] = forget_bias
   return CELLS[kind](hidden_size, **kwargs)

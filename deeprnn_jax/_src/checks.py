@@ -55,18 +55,18 @@ def _expect_array(x, shape, name):
     raise TypeError(f"{name}: expected a floating dtype, got {x.dtype}")
 
 
-def check_initial_state(state, cells, batch):
+def check_initial_state(state, cells, batch, argname="initial_state"):
   """Returns `initial_state` as a tuple of per-layer carries, or raises."""
   if not isinstance(state, (tuple, list)) or isinstance(state, LSTMState):
-    raise TypeError(f"initial_state: expected a tuple with one carry per layer "
+    raise TypeError(f"{argname}: expected a tuple with one carry per layer "
                     f"({len(cells)} layers), got {type(state).__name__}")
   if len(state) != len(cells):
-    raise ValueError(f"initial_state: expected {len(cells)} entries (one per layer), "
+    raise ValueError(f"{argname}: expected {len(cells)} entries (one per layer), "
                      f"got {len(state)}")
   out = []
   for l, (carry, cell) in enumerate(zip(state, cells)):
     shape = (batch, cell.hidden_size)
-    name = f"initial_state[{l}]"
+    name = f"{argname}[{l}]"
     if cell.kind == "lstm":
       if not isinstance(carry, (tuple, list)) or len(carry) != 2:
         raise TypeError(f"{name}: expected LSTMState(h, c) with h and c of shape {shape}, "
@@ -100,3 +100,36 @@ def check_hidden_sizes(hidden_sizes):
     if isinstance(h, bool) or not isinstance(h, (int, np.integer)) or h <= 0:
       raise ValueError(f"hidden_sizes[{l}]: expected a positive int, got {h!r}")
   return tuple(int(h) for h in sizes)
+
+
+def check_params(params, want):
+  """Raises unless `params` has the tree structure and leaf shapes of `want` (what the
+  model's `init` makes, as ShapeDtypeStructs): params of another model would otherwise
+  fail deep inside a matmul, or broadcast into a silent wrong answer."""
+  want_tree, got_tree = jax.tree.structure(want), jax.tree.structure(params)
+  if want_tree != got_tree:
+    raise ValueError(f"params: expected the structure of model.init(key), {want_tree}, "
+                     f"got {got_tree}")
+  for (path, w), g in zip(jax.tree_util.tree_flatten_with_path(want)[0],
+                          jax.tree.leaves(params)):
+    if tuple(np.shape(g)) != w.shape:
+      raise ValueError(f"params{jax.tree_util.keystr(path)}: expected shape {w.shape} "
+                       f"(params of another model?), got {tuple(np.shape(g))}")
+
+
+def check_key(key):
+  """Raises unless `key` is a PRNG key: a typed key array or a raw uint32 [2] key."""
+  dtype = getattr(key, "dtype", None)
+  if dtype is not None and jax.dtypes.issubdtype(dtype, jax.dtypes.prng_key):
+    return
+  if dtype == np.uint32 and tuple(key.shape) == (2,):
+    return
+  got = type(key).__name__ if dtype is None else f"{dtype} of shape {tuple(key.shape)}"
+  raise TypeError(f"key: expected a PRNG key from jax.random.key(seed), got {got}")
+
+
+def check_batch_size(batch_size):
+  if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) \
+      or batch_size <= 0:
+    raise ValueError(f"batch_size: expected a positive int, got {batch_size!r}")
+  return int(batch_size)

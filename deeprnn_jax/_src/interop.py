@@ -15,6 +15,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from deeprnn_jax._src import checks
 from deeprnn_jax._src.stack import StackedRNN, layer_params
 
 TORCH_FIELDS = ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
@@ -56,16 +57,7 @@ def stack_layers(model, per_layer, dtype):
 
 def unstack_layers(model, params):
   """`params` checked against `model.init`'s structure, as per-layer float64 NumPy dicts."""
-  want = jax.eval_shape(model.init, jax.random.key(0))
-  want_tree, got_tree = jax.tree.structure(want), jax.tree.structure(params)
-  if want_tree != got_tree:
-    raise ValueError(f"params: expected the structure of model.init(key), {want_tree}, "
-                     f"got {got_tree}")
-  for (path, w), g in zip(jax.tree_util.tree_flatten_with_path(want)[0],
-                          jax.tree.leaves(params)):
-    if tuple(np.shape(g)) != w.shape:
-      raise ValueError(f"params{jax.tree_util.keystr(path)}: expected shape {w.shape}, "
-                       f"got {tuple(np.shape(g))}")
+  checks.check_params(params, jax.eval_shape(model.init, jax.random.key(0)))
   return [jax.tree.map(lambda a: np.asarray(a, np.float64), layer_params(model, params, l))
           for l in range(len(model.cells))]
 

@@ -7,6 +7,7 @@ group, each leaf shaped [layers_in_group, ...]; a bidirectional stack's group di
 {"fwd": {...}, "bwd": {...}}, one cell's params per direction, stacked the same way.
 """
 
+import functools
 from typing import Any, Callable, NamedTuple, Optional, Tuple
 
 import jax
@@ -63,6 +64,12 @@ class StackedRNN(NamedTuple):
   recurrent_dropout: float = 0.0
   variational: bool = False
   compute_dtype: Any = None
+
+
+class _ZeroState(NamedTuple):
+  """No initial state given: zeros of this batch size and dtype for every layer."""
+  batch: int
+  dtype: Any
 
 
 def _group_shapes(shapes):
@@ -211,20 +218,29 @@ def stacked_rnn(cell: str, input_size: int, hidden_sizes, *, nonlinearity: Optio
     return tuple(jax.tree.map(lambda *a: jnp.stack(a), *per_layer[first:first + count])
                  for first, count in groups)
 
-  def initial_state(batch_size, dtype=jnp.float32):
+  def zero_carry(c, batch_size, dtype):
     if bidirectional:
-      return tuple(bidir.initial_carries(c, batch_size, dtype) for c in cells)
-    return tuple(c.initial_carry(batch_size, dtype) for c in cells)
+      return bidir.initial_carries(c, batch_size, dtype)
+    return c.initial_carry(batch_size, dtype)
+
+  def initial_state(batch_size, dtype=jnp.float32):
+    batch_size = checks.check_batch_size(batch_size)
+    return tuple(zero_carry(c, batch_size, dtype) for c in cells)
+
+  @functools.cache
+  def param_shapes():
+    return jax.eval_shape(init, jax.random.key(0))
 
   def _prepare(params, xs, lengths, initial_state_, train, key, output):
+    checks.check_params(params, param_shapes())
     checks.check_xs(xs, input_size)
     outputs.check_output(output)
     B, T, _ = xs.shape
     lengths = checks.check_lengths(lengths, B, T)
     dtype = jnp.dtype(xs.dtype) if compute_dtype is None else compute_dtype
-    if initial_state_ is None:
+    if initial_state_ is None:  # built per group in `group_carries`
       state_dtype = precision.state_dtype(precision.first_floating_dtype(params), dtype)
-      state = initial_state(B, state_dtype)
+      state = _ZeroState(B, state_dtype)
     elif bidirectional:
       state = bidir.check_state(initial_state_, cells, B)
     else:
@@ -233,9 +249,19 @@ def stacked_rnn(cell: str, input_size: int, hidden_sizes, *, nonlinearity: Optio
     if needs_key and key is None:
       raise ValueError("key: dropout or recurrent_dropout > 0 in training needs a PRNG key, "
                        "got None")
+    if needs_key:
+      checks.check_key(key)
     keys = jax.random.split(key, L) if needs_key else None
     params = precision.cast_floating(params, dtype)
     return params, xs.astype(dtype), lengths, state, keys
+
+  def group_carries(state, first, count):
+    """Layers first..first+count-1's carries stacked [count, ...]. Zeros are made at
+    that shape directly, so the program does not grow with depth."""
+    if isinstance(state, _ZeroState):
+      zero = zero_carry(cells[first], state.batch, state.dtype)
+      return jax.tree.map(lambda a: jnp.broadcast_to(a, (count,) + a.shape), zero)
+    return jax.tree.map(lambda *a: jnp.stack(a), *state[first:first + count])
 
   def run_layer(run, layer_cell, p, h, carry, lengths, key, layer):
     """One layer over the whole sequence: h [T, B, in] -> ([T, B, D*H], carry).
@@ -301,11 +327,12 @@ def stacked_rnn(cell: str, input_size: int, hidden_sizes, *, nonlinearity: Optio
       layers = jnp.arange(first, first + count)
       if count == 1:  # a shape-changing layer: its output cannot be a scan carry
         p, k, layer = jax.tree.map(lambda a: a[0], (params[g], group_keys, layers))
-        h, (carry, _) = body(h, (p, state[first], k, layer))
+        carry = jax.tree.map(lambda a: a[0], group_carries(state, first, 1))
+        h, (carry, _) = body(h, (p, carry, k, layer))
         finals.append(carry)
         seqs.append(h)
         continue
-      carries = jax.tree.map(lambda *a: jnp.stack(a), *state[first:first + count])
+      carries = group_carries(state, first, count)
       h, (group_finals, group_seqs) = lax.scan(body, h, (params[g], carries, group_keys, layers))
       finals += [jax.tree.map(lambda a: a[i], group_finals) for i in range(count)]
       seqs += [h] if group_seqs is None else [group_seqs[i] for i in range(count)]
@@ -315,6 +342,8 @@ def stacked_rnn(cell: str, input_size: int, hidden_sizes, *, nonlinearity: Optio
                       output="sequence"):
     params, xs, lengths, state, keys = _prepare(params, xs, lengths, initial_state, train,
                                                 key, output)
+    if isinstance(state, _ZeroState):
+      state = tuple(zero_carry(c, state.batch, state.dtype) for c in cells)
     h = jnp.swapaxes(xs, 0, 1)  # [T, B, F]
     finals, seqs = [], []
     for l, c in enumerate(cells):
@@ -333,6 +362,8 @@ def stacked_rnn(cell: str, input_size: int, hidden_sizes, *, nonlinearity: Optio
     if not hasattr(x_t, "ndim") or x_t.ndim != 2 or x_t.shape[-1] != input_size:
       raise ValueError(f"x_t: expected an array [batch, {input_size}], got "
                        f"{getattr(x_t, 'shape', type(x_t).__name__)}")
+    checks.check_params(params, param_shapes())
+    state = checks.check_initial_state(state, cells, x_t.shape[0], argname="state")
     dtype = jnp.dtype(x_t.dtype) if compute_dtype is None else compute_dtype
     params = precision.cast_floating(params, dtype)
     x_t = x_t.astype(dtype)

@@ -1,6 +1,7 @@
 """Trainer settings: plain defaults (the seed's Keras model), two presets, the flags."""
 
 import argparse
+import math
 
 DEFAULTS = dict(
     cell="lstm",        # Keras LSTM layers
@@ -60,6 +61,8 @@ def _number(kind, low, low_ok=True, high=None):
       value = kind(text)
     except ValueError:
       raise argparse.ArgumentTypeError(f"expected {kind.__name__}, got {text!r}")
+    if not math.isfinite(value):  # nan compares False with every bound: reject it here
+      raise argparse.ArgumentTypeError(f"expected a finite number, got {text!r}")
     if value < low or (value == low and not low_ok) or (high is not None and value >= high):
       bound = f"{'>=' if low_ok else '>'} {low}" + (f" and < {high}" if high else "")
       raise argparse.ArgumentTypeError(f"expected a value {bound}, got {text!r}")
