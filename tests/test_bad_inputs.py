@@ -215,6 +215,12 @@ LIBRARY = [
          ["compute_dtype", "expected None or a floating dtype", "got 'foo'"]),
     Case("compute_dtype an integer dtype", stack("lstm", 3, (4,), compute_dtype=jnp.int32),
          ValueError, ["compute_dtype", "expected a floating dtype", "got int32"]),
+    Case("unknown schedule", stack("lstm", 3, (4, 4), schedule="foo"), ValueError,
+         ["schedule", "expected one of ('layer', 'wavefront')", "got 'foo'"]),
+    Case("wavefront schedule with bidirectional",
+         stack("lstm", 3, (4, 4), schedule="wavefront", bidirectional=True), ValueError,
+         ["schedule", "bidirectional", "expected bidirectional=False",
+          "got bidirectional=True"]),
     # apply options
     Case("train=True with dropout and no key", apply(rnn, train=True), ValueError,
          ["key", "needs a PRNG key", "got None"]),

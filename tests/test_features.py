@@ -245,6 +245,23 @@ def test_bf16_compute_is_close_to_float32(kind):
                      rtol=1e-2, atol=1e-2)
 
 
+@pytest.mark.parametrize("kind", ["lstm", "gru"])
+def test_bf16_keeps_the_state_in_float32_over_long_sequences(kind):
+  """Issue 5's bf16 target at a reduced size: bf16 matmuls accumulated in float32, gates
+  and cell state in float32, so 200 steps of 4 layers stay within 1e-2 of float32.
+  Measured here: LSTM 6.8e-3, GRU 5.1e-3 (with every step's maths in bf16, the policy
+  before: 1.5e-2 and 9.0e-3); at H=256, L=4, T=256: 7.6e-3 and 5.0e-3."""
+  f32 = drnn.stacked_rnn(kind, 32, (64,) * 4)
+  params = f32.init(jax.random.key(5))  # the default initialisers: a stable recurrence
+  bf16 = drnn.stacked_rnn(kind, 32, (64,) * 4, compute_dtype=jnp.bfloat16)
+  xs = data(4, 200, 32, seed=5)
+  ys32, state32 = jitted(f32)(params, xs)
+  ys16, state16 = jitted(bf16)(params, xs)
+  assert rel_err(ys16.astype(jnp.float32), ys32) < 1e-2
+  flat = lambda s: jnp.concatenate([a.ravel() for a in jax.tree.leaves(s)])
+  assert rel_err(flat(state16), flat(state32)) < 1e-2
+
+
 def test_dtype_rules():
   model, params = make("gru", 3, (4, 4))  # float32 params, no compute dtype
   xs = data(2, 5, 3)

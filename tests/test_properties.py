@@ -303,6 +303,15 @@ def schedules():
 SCHEDULES = schedules()
 
 
+def for_schedule(cfg, kwargs, train=None):
+  """`cfg` and `train` without what the schedule refuses: the wavefront steps
+  unidirectional layers without a recurrent mask (`stacked_rnn` raises otherwise)."""
+  if kwargs.get("schedule") != "wavefront":
+    return cfg, train
+  train = None if train is None else dict(train, recurrent_dropout=0.0)
+  return dict(cfg, bidirectional=False), train
+
+
 def run_numpy(cfg, model, params, xs, state):
   seqs, finals = numpy_stack(cfg, np_layers(model, params), np.asarray(xs, np.float64),
                              np_lengths(cfg), np_state(model, state, cfg))
@@ -347,6 +356,7 @@ def test_padding_past_lengths_changes_nothing(cfg, schedule, train):
   outputs are exactly 0, and a sequence of length 0 keeps its initial state exactly; in
   inference and in training with dropout."""
   name, kwargs = schedule
+  cfg, train = for_schedule(cfg, kwargs, train)
   T, B = cfg["time"], cfg["batch"]
   if cfg["lengths"] is None:  # this property is about lengths: always pass some
     cfg = dict(cfg, lengths=tuple(int(n) for n in
@@ -377,6 +387,7 @@ def test_every_schedule_equals_per_layer_loop(cfg, schedule, train):
   """Each schedule's outputs and state equal the per-layer, per-step Python loop's
   (`apply_reference`), in inference and in training with the same dropout key."""
   name, kwargs = schedule
+  cfg, train = for_schedule(cfg, kwargs, train)
   record(cfg, schedule=name, train=train is not None)
   model, params, xs, lengths, state = build(cfg, **kwargs, **(train or {}))
   run = dict(output=cfg["output"])
@@ -394,7 +405,7 @@ def test_gradients_finite_blind_to_padding_and_schedule_free(cfg, schedule):
   """Gradients wrt parameters, inputs and initial state are finite; inputs past a
   sequence's length get exactly zero gradient; every schedule gives the depth scan's."""
   name, kwargs = schedule
-  cfg = dict(cfg, output="sequence")
+  cfg, _ = for_schedule(dict(cfg, output="sequence"), kwargs)
   record(cfg, schedule=name)
   w = None
 
@@ -495,12 +506,14 @@ if HAS["compute_dtype"]:
   @given(cfg=stacks(max_depth=4, max_width=32, max_time=20))
   def test_bfloat16_compute_close_to_numpy(cfg):
     """compute_dtype=bfloat16 with float32 params: bf16 outputs, float32 state, within
-    6e-2 of the largest magnitude of the float64 equations.
+    4e-2 of the largest magnitude of the float64 equations.
 
-    Measured over 128 random stacks (depth <= 4, width <= 32, T <= 20) without layer
-    norm: at most 0.029, 95% below 0.015. Layer norm is left out: it divides the
-    bf16-rounded projections by their spread, which amplifies the rounding (up to 0.24
-    seen over 22 stacks), an accuracy limit of bf16 projections, not a wrong equation.
+    Measured over 80 random stacks (depth <= 4, width <= 32, T <= 20) without layer norm,
+    with bf16 matmuls accumulated in float32 and float32 gates and state: at most 0.023,
+    95% below 0.012 (the rounding of the inputs and weights to bf16; the policy before,
+    every step's maths in bf16, measured 0.029 and 0.015). Layer norm is left out: over
+    widths of 1-4 units it divides the bf16-rounded projections by a spread of the same
+    size as the rounding (up to 0.61 over 40 stacks), a limit of bf16 projections.
     """
     cfg = dict(cfg, layer_norm=False)
     record(cfg, dtype="bfloat16")
@@ -510,6 +523,6 @@ if HAS["compute_dtype"]:
     assert all(a.dtype == jnp.bfloat16 for a in jax.tree.leaves(ys))
     assert all(a.dtype == jnp.float32 for a in jax.tree.leaves(final))
     want_ys, want_final = run_numpy(cfg, model, params, xs, state)
-    assert_close(ys, want_ys, 6e-2, "bf16 outputs vs NumPy")
-    assert_close(state_leaves(final, cfg), np_state_leaves(want_final), 6e-2,
+    assert_close(ys, want_ys, 4e-2, "bf16 outputs vs NumPy")
+    assert_close(state_leaves(final, cfg), np_state_leaves(want_final), 4e-2,
                  "bf16 state vs NumPy")

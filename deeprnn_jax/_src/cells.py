@@ -26,6 +26,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from deeprnn_jax._src import initializers as inits
+from deeprnn_jax._src import precision
 from deeprnn_jax._src.base import Cell, LSTMState
 
 NONLINEARITIES = {"tanh": jnp.tanh, "relu": jax.nn.relu}
@@ -51,7 +52,7 @@ def _block_norm(a, blocks):
 
 def _recurrent(params, h, gates, layer_norm):
   """h @ w_hh [B, G*H], block-normalised and scaled when the cell has layer norm."""
-  hp = h @ params["w_hh"]
+  hp = precision.dot(h, params["w_hh"], params["b"].dtype)
   if layer_norm:
     hp = _block_norm(hp, gates) * params["ln_hh_scale"]
   return hp
@@ -61,7 +62,7 @@ def _make_cell(kind, hidden_size, gates, recur, init_fn, carry_fn, layer_norm=Fa
   """Builds the Cell from a cell's recurrence; project and step are shared."""
 
   def project(params, x):
-    xp = x @ params["w_ih"]
+    xp = precision.dot(x, params["w_ih"], params["b"].dtype)
     if layer_norm:
       xp = _block_norm(xp, gates) * params["ln_ih_scale"]
     return xp + params["b"]
@@ -152,8 +153,8 @@ def rnn(hidden_size: int, *, nonlinearity: str = "tanh",
   default_kernel = "he_uniform" if nonlinearity == "relu" else "glorot_uniform"
 
   def recur(params, h, xp):
-    h = act(xp + h @ params["w_hh"])
-    return h, h
+    h = act(xp + precision.dot(h, params["w_hh"], params["b"].dtype))
+    return h, h.astype(params["w_hh"].dtype)  # y in the compute dtype
 
   init = _init_fn(hidden_size, 1, inits.resolve(kernel_init, default_kernel, "kernel_init"),
                   inits.resolve(recurrent_init, "orthogonal", "recurrent_init"),
@@ -194,7 +195,7 @@ def lstm(hidden_size: int, *, forget_bias: float = 1.0, layer_norm: bool = False
     if layer_norm:
       c_out = _block_norm(c, 1) * params["ln_c_scale"] + params["ln_c_bias"]
     h = jax.nn.sigmoid(o) * jnp.tanh(c_out)
-    return LSTMState(h, c), h
+    return LSTMState(h, c), h.astype(params["w_hh"].dtype)  # y in the compute dtype
 
   def add_forget_bias(params, dtype):
     params["b"] = params["b"].at[H:2 * H].add(jnp.asarray(forget_bias, dtype))
@@ -244,7 +245,7 @@ def gru(hidden_size: int, *, layer_norm: bool = False,
     z = jax.nn.sigmoid(xz + hz)
     n = jnp.tanh(xn + r * (hn + params["b_hn"]))
     h = (1.0 - z) * n + z * h
-    return h, h
+    return h, h.astype(params["w_hh"].dtype)  # y in the compute dtype
 
   def add_b_hn(params, dtype):
     params["b_hn"] = bias(jax.random.key(0), (H,), dtype)

@@ -41,15 +41,16 @@ def with_recurrent_mask(cell: Cell, params, mask):
     # The GRU also reads h in h_t = (1 - z) * n + z * h_{t-1}, which must see it unmasked
     # (masking it would drop memory, Semeniuta et al. 2016): mask the rows of w_hh
     # instead, one masked copy per sequence, made once outside the time scan.
-    params = dict(params, w_hh=mask[:, :, None] * params["w_hh"][None])  # [B, H, 3H]
+    w_hh = params["w_hh"]
+    params = dict(params, w_hh=mask[:, :, None].astype(w_hh.dtype) * w_hh[None])  # [B, H, 3H]
     axes = {name: 0 if name == "w_hh" else None for name in params}
     recur = jax.vmap(cell.recur, in_axes=(axes, 0, 0))
   else:  # the RNN and the LSTM read h only through h @ w_hh
 
     def recur(p, carry, xp):
       if isinstance(carry, LSTMState):
-        return cell.recur(p, carry._replace(h=carry.h * mask), xp)
-      return cell.recur(p, carry * mask, xp)
+        return cell.recur(p, carry._replace(h=carry.h * mask.astype(carry.h.dtype)), xp)
+      return cell.recur(p, carry * mask.astype(carry.dtype), xp)
 
   def step(p, carry, x):
     return recur(p, carry, cell.project(p, x))

@@ -26,6 +26,7 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
+from deeprnn_jax._src import precision
 from deeprnn_jax._src.base import LSTMState
 
 # --------------------------------------------------------------------------------------
@@ -34,14 +35,15 @@ from deeprnn_jax._src.base import LSTMState
 
 def _rnn_step(act):
   def step(params, h, xp):
-    h_new = act(xp + h @ params["w_hh"])
-    return (h_new, h_new), (h, h_new)  # residuals: h_{t-1}, h_t
+    h_new = act(xp + precision.dot(h, params["w_hh"], params["b"].dtype))
+    y = h_new.astype(params["w_hh"].dtype)
+    return (h_new, y), (h, h_new)  # residuals: h_{t-1}, h_t
 
   return step
 
 
 def _lstm_step(params, carry, xp):
-  gates = xp + carry.h @ params["w_hh"]  # [B, 4H]
+  gates = xp + precision.dot(carry.h, params["w_hh"], params["b"].dtype)  # [B, 4H]
   i, f, g, o = jnp.split(gates, 4, axis=-1)
   f = jax.nn.sigmoid(f)  # this order is cells.py's, which `match` checks op by op
   fc = f * carry.c
@@ -50,11 +52,12 @@ def _lstm_step(params, carry, xp):
   o = jax.nn.sigmoid(o)
   tc = jnp.tanh(c)
   h = o * tc
-  return (LSTMState(h, c), h), (carry.h, carry.c, i, f, g, o, tc)
+  y = h.astype(params["w_hh"].dtype)
+  return (LSTMState(h, c), y), (carry.h, carry.c, i, f, g, o, tc)
 
 
 def _gru_step(params, h, xp):
-  hp = h @ params["w_hh"]  # [B, 3H]
+  hp = precision.dot(h, params["w_hh"], params["b"].dtype)  # [B, 3H]
   xr, xz, xn = jnp.split(xp, 3, axis=-1)
   hr, hz, hn = jnp.split(hp, 3, axis=-1)
   r = jax.nn.sigmoid(xr + hr)
@@ -62,11 +65,12 @@ def _gru_step(params, h, xp):
   hnb = hn + params["b_hn"]
   n = jnp.tanh(xn + r * hnb)
   h_new = (1.0 - z) * n + z * h
-  return (h_new, h_new), (h, r, z, n, hnb)
+  y = h_new.astype(params["w_hh"].dtype)
+  return (h_new, y), (h, r, z, n, hnb)
 
 
 def _project(params, x):
-  return x @ params["w_ih"] + params["b"]
+  return precision.dot(x, params["w_ih"], params["b"].dtype) + params["b"]
 
 
 STEPS = {"rnn_tanh": _rnn_step(jnp.tanh), "rnn_relu": _rnn_step(jax.nn.relu),
@@ -98,6 +102,9 @@ def match(cell, params, carry, x_t):
     return None
   if not isinstance(params, dict) or any(
       getattr(params.get(k), "ndim", None) != n for k, n in (("w_ih", 2), ("w_hh", 2), ("b", 1))):
+    return None
+  # the tangents below are written for one dtype throughout (not mixed precision)
+  if len({jnp.dtype(a.dtype) for a in jax.tree.leaves((params, carry, x_t))}) != 1:
     return None
   spec = jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype), (params, carry, x_t))
   try:  # a cell this module cannot trace on its own is not one it knows

@@ -1,10 +1,12 @@
-"""Mixed precision: the maths in a compute dtype, parameters and carries in their own.
+"""Mixed precision: matmuls in a compute dtype, the state and its arithmetic wider.
 
-The policy of `stacked_rnn(..., compute_dtype=)`: parameters are stored in their own dtype
-(float32) and cast to the compute dtype inside `apply`, so their gradients come back in
-float32; inputs and every activation are in the compute dtype; the carry is kept between
-time steps in the state dtype (the wider of the parameter and compute dtypes), each step
-casting it to the compute dtype on the way in and back on the way out.
+The policy of `stacked_rnn(..., compute_dtype=)` (that of cuDNN and of automatic mixed
+precision): parameters are stored in their own dtype (float32) and cast inside `apply`, so
+their gradients come back in it. The matmul operands (inputs, h, `w_ih`, `w_hh`) are in
+the compute dtype (e.g. bfloat16) and each matmul accumulates into the state dtype, the
+wider of the parameter and compute dtypes; biases, gate nonlinearities, the cell state
+and the carry stay in the state dtype, so that rounding does not build up over time steps.
+Each layer's outputs come in the compute dtype: they are the next layer's matmul operand.
 """
 
 import jax
@@ -19,6 +21,27 @@ def cast_floating(tree, dtype):
     return a.astype(dtype) if jnp.issubdtype(a.dtype, jnp.floating) else a
 
   return jax.tree.map(cast, tree)
+
+
+WEIGHTS = ("w_ih", "w_hh")  # the matmul operands among a cell's parameters
+
+
+def dot(a, w, out_dtype):
+  """a @ w with `a` in w's dtype (the compute dtype), accumulated and returned in
+  `out_dtype` (the state dtype): a bf16 x bf16 product summed in float32."""
+  return jnp.matmul(a.astype(w.dtype), w, preferred_element_type=out_dtype)
+
+
+def cast_params(params, compute_dtype, state_dtype_):
+  """The cell weights (`WEIGHTS`) cast to `compute_dtype`, every other floating
+  parameter (biases, layer-norm gains) to `state_dtype_`."""
+  def cast(path, a):
+    if not jnp.issubdtype(a.dtype, jnp.floating):
+      return a
+    name = getattr(path[-1], "key", None) if path else None
+    return a.astype(compute_dtype if name in WEIGHTS else state_dtype_)
+
+  return jax.tree_util.tree_map_with_path(cast, params)
 
 
 def first_floating_dtype(tree, default=jnp.float32):
@@ -45,7 +68,8 @@ def state_dtype(param_dtype, compute_dtype):
 
 
 def keep_carry_dtype(cell: Cell, compute_dtype, carry) -> Cell:
-  """`cell` computing each step in `compute_dtype` while `carry` keeps its own dtype.
+  """`cell` computing each step in `compute_dtype` (the dtype of its biases: the state
+  dtype) while `carry` keeps its own dtype, e.g. a bf16 initial state a user passed.
 
   Returns `cell` itself when every floating leaf of `carry` is already in
   `compute_dtype`, so that the common case runs (and traces) the cell unchanged.

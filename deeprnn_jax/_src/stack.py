@@ -22,6 +22,9 @@ from deeprnn_jax._src import precision
 from deeprnn_jax._src.base import Cell
 from deeprnn_jax._src.cells import make_cell
 from deeprnn_jax._src.unroll import loop_layer, remat_scan_layer, scan_layer
+from deeprnn_jax._src.wavefront import wavefront_group
+
+SCHEDULES = ("layer", "wavefront")
 
 
 class StackedRNN(NamedTuple):
@@ -45,8 +48,8 @@ class StackedRNN(NamedTuple):
     cells: the Cell of every layer.
     input_size, hidden_sizes, dropout: as given to `stacked_rnn`.
     groups: (first layer, number of layers) of every group of equally shaped layers.
-    bidirectional, residual, recurrent_dropout, variational, compute_dtype: as given to
-      `stacked_rnn` (compute_dtype None or a numpy dtype).
+    bidirectional, residual, recurrent_dropout, variational, compute_dtype, schedule: as
+      given to `stacked_rnn` (compute_dtype None or a numpy dtype).
   """
 
   init: Callable[..., Any]
@@ -64,6 +67,7 @@ class StackedRNN(NamedTuple):
   recurrent_dropout: float = 0.0
   variational: bool = False
   compute_dtype: Any = None
+  schedule: str = "layer"
 
 
 class _ZeroState(NamedTuple):
@@ -128,12 +132,26 @@ def _check_compute_dtype(dtype):
   return dtype
 
 
+def _check_schedule(schedule, bidirectional, recurrent_dropout, remat):
+  if not isinstance(schedule, str) or schedule not in SCHEDULES:
+    raise ValueError(f"schedule: expected one of {SCHEDULES}, got {schedule!r}")
+  if schedule == "wavefront":  # it steps unidirectional cells of one scan, unmasked
+    for name, value, ok in (("bidirectional", bidirectional, False),
+                            ("recurrent_dropout", recurrent_dropout, 0.0),
+                            ("remat", remat, False)):
+      if value != ok:
+        raise ValueError(f"schedule: 'wavefront' does not support {name}; expected "
+                         f"{name}={ok!r}, got {name}={value!r}")
+  return schedule
+
+
 def stacked_rnn(cell: str, input_size: int, hidden_sizes, *, nonlinearity: Optional[str] = None,
                 forget_bias: float = 1.0, dropout: float = 0.0, unroll: int = 1,
                 kernel_init=None, recurrent_init=None, bias_init=None,
                 bidirectional: bool = False, residual: bool = False, layer_norm: bool = False,
                 recurrent_dropout: float = 0.0, variational: bool = False,
-                compute_dtype=None, remat: bool = False) -> StackedRNN:
+                compute_dtype=None, remat: bool = False,
+                schedule: str = "layer") -> StackedRNN:
   """Builds a stack of `cell` layers of widths `hidden_sizes` over `input_size` inputs.
 
   Layer l reads layer l-1's whole output sequence (Keras' `return_sequences=True`) and
@@ -167,11 +185,17 @@ def stacked_rnn(cell: str, input_size: int, hidden_sizes, *, nonlinearity: Optio
       `recurrent_dropout`); the carry itself is not masked.
     variational: the between-layer `dropout` draws one mask per sequence [batch, features]
       reused at every time step (Gal & Ghahramani 2016) instead of a fresh mask per step.
-    compute_dtype: dtype of the maths (e.g. jnp.bfloat16); params are cast to it inside
-      `apply` (their gradients keep their own dtype). None: the dtype of xs. Outputs come in
-      the compute dtype; the state is kept and returned in the wider of the parameter and
-      compute dtypes (float32 for float32 params), cast for each step's maths, which run
-      wholly in the compute dtype.
+    compute_dtype: dtype of the matmuls (e.g. jnp.bfloat16; None: the dtype of xs). The
+      weights w_ih, w_hh are cast to it inside `apply` (their gradients keep their own
+      dtype) and every matmul accumulates into the state dtype, the wider of the
+      parameter and compute dtypes (float32 for float32 params), in which biases, gates,
+      the cell state and the carry are computed and kept (`precision.py`, as cuDNN and
+      automatic mixed precision do). Outputs come in the compute dtype.
+    schedule: "layer" (default): each group of equal layers runs layer after layer, L*T
+      sequential steps. "wavefront": at wave step s layer l handles time s - l, so a
+      group's layers step together in one batched matmul and it takes T + n - 1 steps
+      (`wavefront.py`); same numbers and dropout masks; not with bidirectional,
+      recurrent_dropout or remat.
 
   Dropout masks come from `key`: layer l uses `jax.random.split(key, L)[l]` for its input
   dropout and `fold_in` of it with 1 (forward) or 2 (backward) for its recurrent mask, so
@@ -198,6 +222,7 @@ def stacked_rnn(cell: str, input_size: int, hidden_sizes, *, nonlinearity: Optio
   variational = _check_flag(variational, "variational")
   recurrent_dropout = _check_rate(recurrent_dropout, "recurrent_dropout")
   compute_dtype = _check_compute_dtype(compute_dtype)
+  schedule = _check_schedule(schedule, bidirectional, recurrent_dropout, remat)
   extra = {"layer_norm": True} if _check_flag(layer_norm, "layer_norm") else {}
   cells = tuple(make_cell(cell, h, nonlinearity=nonlinearity, forget_bias=forget_bias,
                           kernel_init=kernel_init, recurrent_init=recurrent_init,
@@ -238,8 +263,8 @@ def stacked_rnn(cell: str, input_size: int, hidden_sizes, *, nonlinearity: Optio
     B, T, _ = xs.shape
     lengths = checks.check_lengths(lengths, B, T)
     dtype = jnp.dtype(xs.dtype) if compute_dtype is None else compute_dtype
+    state_dtype = precision.state_dtype(precision.first_floating_dtype(params), dtype)
     if initial_state_ is None:  # built per group in `group_carries`
-      state_dtype = precision.state_dtype(precision.first_floating_dtype(params), dtype)
       state = _ZeroState(B, state_dtype)
     elif bidirectional:
       state = bidir.check_state(initial_state_, cells, B)
@@ -252,7 +277,7 @@ def stacked_rnn(cell: str, input_size: int, hidden_sizes, *, nonlinearity: Optio
     if needs_key:
       checks.check_key(key)
     keys = jax.random.split(key, L) if needs_key else None
-    params = precision.cast_floating(params, dtype)
+    params = precision.cast_params(params, dtype, state_dtype)
     return params, xs.astype(dtype), lengths, state, keys
 
   def group_carries(state, first, count):
@@ -285,7 +310,7 @@ def stacked_rnn(cell: str, input_size: int, hidden_sizes, *, nonlinearity: Optio
         mask = drop_lib.sequence_mask(jax.random.fold_in(key, 1 + d), recurrent_dropout, B,
                                       c.hidden_size, h.dtype)
         c, pd = drop_lib.with_recurrent_mask(c, pd, mask)
-      c = precision.keep_carry_dtype(c, h.dtype, carry if name is None else carry[d])
+      c = precision.keep_carry_dtype(c, pd["b"].dtype, carry if name is None else carry[d])
       new_carry, y = run(c, pd, x, carry if name is None else carry[d], lengths,
                          reverse=d == 1)
       carries.append(new_carry)
@@ -308,6 +333,24 @@ def stacked_rnn(cell: str, input_size: int, hidden_sizes, *, nonlinearity: Optio
   def scan_run(c, p, x, carry, lengths, reverse):
     run = remat_scan_layer if remat else scan_layer
     return run(c, p, x, carry, lengths, reverse=reverse, unroll=unroll)
+
+  def wavefront_run(layer_cell, p, h, carries, lengths, keys, layers, keep_all):
+    """A group of >= 2 layers by `wavefront_group`, with `run_layer`'s dropout masks (the
+    same keys and draws) and residuals; `layers` [n] their indices in the stack."""
+    _, B, F = h.shape
+    in_masks = None
+    if keys is not None and dropout > 0:
+      if variational:
+        draw = lambda k: jnp.broadcast_to(
+            drop_lib.sequence_mask(k, dropout, B, F, h.dtype)[None], h.shape)
+      else:
+        draw = lambda k: _dropout(jnp.ones(h.shape, h.dtype), k, dropout)
+      # layer 0 reads xs, which no dropout touches
+      in_masks = jnp.where((layers > 0)[:, None, None, None], jax.vmap(draw)(keys), 1)
+    c = precision.keep_carry_dtype(layer_cell, p["b"].dtype, carries)
+    return wavefront_group(c, p, h, carries, lengths, in_masks=in_masks,
+                           residual_from=(layers > 0) if residual else None, unroll=unroll,
+                           keep_all=keep_all)
 
   def apply(params, xs, lengths=None, initial_state=None, *, train=False, key=None,
             output="sequence"):
@@ -333,7 +376,12 @@ def stacked_rnn(cell: str, input_size: int, hidden_sizes, *, nonlinearity: Optio
         seqs.append(h)
         continue
       carries = group_carries(state, first, count)
-      h, (group_finals, group_seqs) = lax.scan(body, h, (params[g], carries, group_keys, layers))
+      if schedule == "wavefront":
+        h, group_finals, group_seqs = wavefront_run(layer_cell, params[g], h, carries,
+                                                    lengths, group_keys, layers,
+                                                    output == "all")
+      else:
+        h, (group_finals, group_seqs) = lax.scan(body, h, (params[g], carries, group_keys, layers))
       finals += [jax.tree.map(lambda a: a[i], group_finals) for i in range(count)]
       seqs += [h] if group_seqs is None else [group_seqs[i] for i in range(count)]
     return _finish(seqs, finals, lengths, output)
@@ -365,11 +413,12 @@ def stacked_rnn(cell: str, input_size: int, hidden_sizes, *, nonlinearity: Optio
     checks.check_params(params, param_shapes())
     state = checks.check_initial_state(state, cells, x_t.shape[0], argname="state")
     dtype = jnp.dtype(x_t.dtype) if compute_dtype is None else compute_dtype
-    params = precision.cast_floating(params, dtype)
+    state_dtype = precision.state_dtype(precision.first_floating_dtype(params), dtype)
+    params = precision.cast_params(params, dtype, state_dtype)
     x_t = x_t.astype(dtype)
     new_state = []
     for l, c in enumerate(cells):
-      c = precision.keep_carry_dtype(c, dtype, state[l])
+      c = precision.keep_carry_dtype(c, state_dtype, state[l])
       carry, y = c.step(layer_params(model, params, l), state[l], x_t)
       if residual and l > 0 and y.shape[-1] == x_t.shape[-1]:
         y = y + x_t
@@ -382,7 +431,7 @@ def stacked_rnn(cell: str, input_size: int, hidden_sizes, *, nonlinearity: Optio
                      input_size=input_size, hidden_sizes=hidden_sizes, dropout=dropout,
                      groups=groups, bidirectional=bidirectional, residual=residual,
                      recurrent_dropout=recurrent_dropout, variational=variational,
-                     compute_dtype=compute_dtype)
+                     compute_dtype=compute_dtype, schedule=schedule)
   return model
 
 

@@ -1,0 +1,129 @@
+"""A wavefront schedule across depth: all layers of a group step together.
+
+Layer-by-layer, a group of n equal layers runs n time scans of T steps one after the
+other, L*T sequential steps in all. Along a wavefront, at wave step s layer j handles
+time t = s - j: layer 0 reads x_s, layer j > 0 reads what layer j - 1 produced at the
+previous wave (its time t too). Every layer then steps at every wave, so the n cells run
+as one `jax.vmap`-batched step (one batched matmul per weight) and the group takes
+T + n - 1 sequential steps instead of n * T. The numbers are those of the layer-by-layer
+schedule: each (layer, time) cell of the grid is computed once, from the same inputs.
+
+Lengths follow `unroll.scan_layer`: step t of row b is valid iff t < lengths[b]; past it
+the carry is frozen and the cell's output is zero. A residual layer adds its undropped
+input after that masking, as `stack.run_layer` does.
+"""
+
+import jax
+import jax.numpy as jnp
+from jax import lax
+
+from deeprnn_jax._src.base import Cell
+from deeprnn_jax._src.unroll import _mask_step
+
+
+def _group_size(params) -> int:
+  return jax.tree.leaves(params)[0].shape[0]
+
+
+def _skew(a, n):
+  """[n, T, ...] -> [T + n - 1, n, ...] with out[t + j, j] = a[j, t] (zeros elsewhere):
+  row s holds what each layer needs at wave s."""
+  pad = [(0, 0)] * (a.ndim - 2)
+  rows = [jnp.pad(a[j], [(j, n - 1 - j)] + pad) for j in range(n)]  # each [S, ...]
+  return jnp.stack(rows, axis=1)
+
+
+def _unskew(ys, n, T):
+  """[T + n - 1, n, ...] -> [n, T, ...], the inverse of `_skew` on the wavefront's cells.
+
+  A gather rather than n slices, so the program does not grow with n.
+  """
+  j = jnp.arange(n)[:, None]
+  return ys[jnp.arange(T)[None, :] + j, j]
+
+
+def _valid(t, T, lengths, batch):
+  """[n, B]: layer j's time t[j] is in [0, T) and, with lengths, before lengths[b]."""
+  in_range = (t >= 0) & (t < T)  # [n]
+  if lengths is None:
+    return jnp.broadcast_to(in_range[:, None], (t.shape[0], batch))
+  return in_range[:, None] & (t[:, None] < lengths[None, :])
+
+
+def wavefront_group(cell: Cell, params, h, carries, lengths=None, *, in_masks=None,
+                    residual_from=None, unroll=1, keep_all=False):
+  """Runs a group of n >= 2 equal unidirectional layers (input width = hidden width H).
+
+  Args:
+    cell: the layers' Cell (every layer of the group has the same one).
+    params: the group's params, every leaf stacked on a leading axis of n layers.
+    h: [T, B, H], the input sequence of the group's first layer (time-major).
+    carries: the n layers' initial carries stacked [n, ...] (h [n, B, H] or LSTMState).
+    lengths: optional int [B]; steps t >= lengths[b] leave row b's carry untouched and
+      give a zero cell output.
+    in_masks: None or [n, T, B, H], multiplied onto each layer's input (the dropout
+      between layers; ones for a layer without it).
+    residual_from: None or bool [n]: layer j's output is its cell's output plus its
+      undropped input where residual_from[j].
+    unroll: passed to the wave `lax.scan`.
+    keep_all: also return every layer's output sequence.
+
+  Returns:
+    (top layer's output [T, B, H], final carries [n, ...], every layer's output
+    [n, T, B, H] or None when not keep_all).
+  """
+  T, B, H = h.shape
+  n = _group_size(params)
+  S = T + n - 1
+  layers = jnp.arange(n, dtype=jnp.int32)
+  step = jax.vmap(cell.step)  # one batched step of all n layers
+  h_waves = jnp.pad(h, [(0, n - 1), (0, 0), (0, 0)])  # layer 0 reads h[s]; nothing later
+  masks = None if in_masks is None else _skew(in_masks, n)  # [S, n, B, H]
+
+  def body(state, inp):
+    carry, outs = state  # outs [n, B, H]: each layer's output at the previous wave
+    x0, mask, s = inp
+    x = jnp.concatenate([x0[None], outs[:-1]])  # [n, B, H], layer j's input
+    new_carry, y = step(params, carry, x if mask is None else x * mask)
+    valid = _valid(s - layers, T, lengths, B)  # [n, B]
+    new_carry, y = jax.vmap(_mask_step)(valid, new_carry, carry, y)
+    if residual_from is not None:
+      y = y + jnp.where(residual_from[:, None, None], x, 0)
+    return (new_carry, y), (y if keep_all else y[-1])
+
+  outs0 = jnp.zeros((n, B, H), h.dtype)
+  waves = jnp.arange(S, dtype=jnp.int32)
+  (carry, _), ys = lax.scan(body, (carries, outs0), (h_waves, masks, waves), unroll=unroll)
+  if not keep_all:
+    return ys[n - 1:], carry, None  # the top layer's time t came at wave t + n - 1
+  all_ys = _unskew(ys, n, T)
+  return all_ys[-1], carry, all_ys
+
+
+def wavefront_group_reference(cell: Cell, params, h, carries, lengths=None, *,
+                              in_masks=None, residual_from=None, keep_all=False):
+  """Reference for `wavefront_group`: Python loops over waves and layers, `cell.step`."""
+  T = h.shape[0]
+  n = _group_size(params)
+  per_layer = [jax.tree.map(lambda a, j=j: a[j], params) for j in range(n)]
+  carry = [jax.tree.map(lambda a, j=j: a[j], carries) for j in range(n)]
+  outs = [None] * n  # each layer's output at the previous wave
+  ys = [[None] * T for _ in range(n)]
+  for s in range(T + n - 1):
+    new_outs = list(outs)
+    for j in range(n):
+      t = s - j
+      if not 0 <= t < T:
+        continue
+      x = h[t] if j == 0 else outs[j - 1]
+      x_in = x if in_masks is None else x * in_masks[j, t]
+      new_carry, y = cell.step(per_layer[j], carry[j], x_in)
+      if lengths is not None:
+        new_carry, y = _mask_step(t < lengths, new_carry, carry[j], y)
+      if residual_from is not None and bool(residual_from[j]):
+        y = y + x
+      carry[j], new_outs[j], ys[j][t] = new_carry, y, y
+    outs = new_outs
+  all_ys = jnp.stack([jnp.stack(y) for y in ys])  # [n, T, B, H]
+  stacked = jax.tree.map(lambda *a: jnp.stack(a), *carry)
+  return all_ys[-1], stacked, (all_ys if keep_all else None)
