@@ -92,8 +92,8 @@ def test_layer_norm_cell_matches_numpy_equations(kind):
 
 
 @pytest.mark.parametrize("kind", ["lstm", "gru"])
-def test_hoisted_projection_equals_step_loop(kind):
-  """The normalised input projection outside the scan == cell.step at every step."""
+def test_scan_equals_step_loop(kind):
+  """The layer-norm cell's time scan == cell.step looped in Python, with padding."""
   cell, params, xs, h0, c0, lengths = setup(kind, seed=3)
   carry = drnn.LSTMState(jnp.asarray(h0), jnp.asarray(c0)) if kind == "lstm" else h0
   got = drnn.scan_layer(cell, params, jnp.asarray(xs), carry, jnp.asarray(lengths))

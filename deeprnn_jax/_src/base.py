@@ -23,8 +23,8 @@ class Cell(NamedTuple):
   Attributes:
     init: `init(key, input_size) -> params`, a dict of arrays.
     project: `project(params, x) -> xp`, the input projection `x @ w_ih + b`
-      [..., input_size] -> [..., gates * hidden]; it is hoisted out of the time scan so
-      that it runs as one large matmul over all time steps.
+      [..., input_size] -> [..., gates * hidden]; it works on any leading axes, so it can
+      run per step (what the time scan does: faster on the CPU) or over all steps at once.
     recur: `recur(params, carry, xp_t) -> (carry, y)`, the recurrent part of one step
       given the projected input; this is the body of the time scan.
     step: `step(params, carry, x) -> (carry, y)`, one whole step from a raw input x

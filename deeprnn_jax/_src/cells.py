@@ -9,7 +9,7 @@ and the recurrent projections are normalised separately, each gate block on its 
 before they are added:
 
     LN(a) = (a - mean(a)) / sqrt(var(a) + 1e-5), mean and var over each H-wide gate block
-    xp = LN(x_t @ w_ih) * ln_ih_scale + b          (still hoisted out of the time scan)
+    xp = LN(x_t @ w_ih) * ln_ih_scale + b
     hp = LN(h_{t-1} @ w_hh) * ln_hh_scale
 
 and the LSTM also normalises its cell state before the output tanh:

@@ -21,7 +21,13 @@ def _mask_step(valid, new_carry, old_carry, y):
 
 def scan_layer(cell: Cell, params, xs, carry, lengths=None, *, reverse=False, unroll=1,
                fast_grad=None):
-  """Runs `cell` over time with `lax.scan`; the input projection is one matmul outside.
+  """Runs `cell` over time with `lax.scan`, projecting each step's input inside the loop.
+
+  The input projection `x_t @ w_ih + b` runs inside the loop, one [B, F] x [F, G*H]
+  matmul per step, as in the fast path (`fast_scan._forward`): on the CPU that beat one
+  hoisted [T*B, F] matmul, whose fresh [T, B, G*H] buffer costs more in memory traffic
+  and page faults than the small matmuls lose (GRU training step 1.16-1.41x,
+  benchmarks/NOTES.md v9).
 
   Args:
     cell: the layer's Cell.
@@ -46,18 +52,17 @@ def scan_layer(cell: Cell, params, xs, carry, lengths=None, *, reverse=False, un
   if name is not None:
     return fast_scan.recurrence(name, params, carry, xs, lengths, reverse=reverse,
                                 unroll=unroll)
-  xp = cell.project(params, xs)  # [T, B, G*H], all steps in one matmul
   if lengths is None:
-    body = lambda c, xp_t: cell.recur(params, c, xp_t)
-    return lax.scan(body, carry, xp, reverse=reverse, unroll=unroll)
+    body = lambda c, x_t: cell.step(params, c, x_t)
+    return lax.scan(body, carry, xs, reverse=reverse, unroll=unroll)
 
   def masked_body(c, inp):
-    xp_t, t = inp
-    new_c, y = cell.recur(params, c, xp_t)
+    x_t, t = inp
+    new_c, y = cell.step(params, c, x_t)
     return _mask_step(t < lengths, new_c, c, y)
 
   steps = jnp.arange(xs.shape[0], dtype=lengths.dtype)
-  return lax.scan(masked_body, carry, (xp, steps), reverse=reverse, unroll=unroll)
+  return lax.scan(masked_body, carry, (xs, steps), reverse=reverse, unroll=unroll)
 
 
 def remat_chunk(time: int) -> int:
