@@ -258,3 +258,24 @@ def test_missing_or_broken_data_dir_gives_a_clear_message(tmp_path, capsys, monk
   assert err.startswith("error: ") and "Traceback" not in err
   assert "--data-dir" in err and "TFDS_DATA_DIR" in err and str(root) in err
   assert sorted(p for p in tmp_path.rglob("*")) == before  # nothing downloaded or written
+
+
+def test_download_flag_lets_tfds_prepare_a_missing_dataset(tmp_path, capsys, monkeypatch):
+  """--download skips the prepared-data check and asks tfds to download; without a
+  network its failure still ends in a clear message, not a traceback."""
+  import tensorflow_datasets as tfds
+  calls = []
+
+  def offline_data_source(name, **kwargs):
+    calls.append((name, kwargs))
+    raise ConnectionError("no network")
+
+  monkeypatch.setattr(tfds, "data_source", offline_data_source)
+  root = tmp_path / "empty"
+  assert trainer.run_main(["--data-dir", str(root), "--download", "--limit-train", "10"]) \
+      == trainer.EXIT_ERROR
+  assert calls and calls[0][0] == "imdb_reviews"
+  assert calls[0][1]["download"] is True and calls[0][1]["data_dir"] == str(root)
+  err = capsys.readouterr().err
+  assert err.startswith("error: ") and "Traceback" not in err
+  assert "ConnectionError" in err and "--download" in err and str(root) in err

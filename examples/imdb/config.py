@@ -26,6 +26,7 @@ DEFAULTS = dict(
     limit_test=0,       # evaluate on the first N test reviews (0 = all 25,000); for tests
     log_grad_norms=False,  # log per-layer gradient norms each epoch
     data_dir=None,      # tfds data dir; else $TFDS_DATA_DIR, else ~/tensorflow_datasets
+    download=False,     # let tfds download and prepare a missing imdb_reviews (needs a network)
     out=None,           # where metrics.json, curves.png and checkpoints go
     resume=False,       # continue from the checkpoint in --out
     inject_fault=None,  # TEST ONLY: "nan:N", "sigint:N" or "sigkill:N" at global step N
@@ -107,6 +108,9 @@ def parser():
   p.add_argument("--limit-test", type=_number(int, 0), metavar="N")
   p.add_argument("--log-grad-norms", action="store_true")
   p.add_argument("--data-dir")
+  p.add_argument("--download", action="store_true",
+                 help="let tfds download and prepare imdb_reviews into the data dir if it "
+                      "is missing (needs a network; off: a missing dataset is an error)")
   p.add_argument("--out", metavar="DIR")
   p.add_argument("--resume", action="store_true", help="continue from the checkpoint in --out")
   p.add_argument("--inject-fault", type=_fault, metavar="KIND:STEP",

@@ -1,7 +1,7 @@
 """IMDB reviews from tensorflow-datasets: tokenizer, vocabulary, padding, splits, batches.
 
 Reviews are read with `tfds.data_source` (random access to the prepared array_record
-files, no TensorFlow and no download). Tokens are lower-cased words with HTML line breaks
+files, no TensorFlow; a download only when asked for). Tokens are lower-cased words with HTML line breaks
 removed; ids 0 and 1 are reserved for padding and out-of-vocabulary words, and the
 `vocab_size - 2` most frequent training words get ids 2, 3, ... by rank. A review longer
 than `maxlen` keeps its LAST `maxlen` tokens (Keras' default truncating="pre": the end
@@ -60,7 +60,8 @@ def resolve_data_dir(data_dir: Optional[str]) -> str:
 def _how_to_fix(data_dir):
   return (f"Pass --data-dir DIR or set TFDS_DATA_DIR=DIR, DIR being a tensorflow-datasets "
           f"directory holding a prepared {NAME} in array_record format (e.g. "
-          f"../shared/tensorflow_datasets); nothing is downloaded. Looked in: {data_dir}")
+          f"../shared/tensorflow_datasets), or pass --download on a machine with a network "
+          f"to let tfds download and prepare it there. Looked in: {data_dir}")
 
 
 def check_data_dir(data_dir: str) -> None:
@@ -74,13 +75,15 @@ def check_data_dir(data_dir: str) -> None:
                     f"in the data dir. {_how_to_fix(data_dir)}")
 
 
-def load_split(data_dir: str, split: str, limit: int = 0):
+def load_split(data_dir: str, split: str, limit: int = 0, download: bool = False):
   """Reads `split` ("train" or "test"): (texts, labels int32 [n]); the first `limit`
-  reviews if `limit` > 0."""
+  reviews if `limit` > 0. With `download`, tfds downloads and prepares a missing dataset
+  into `data_dir` first (it needs a network); without, a missing one is a DataError."""
   import tensorflow_datasets as tfds  # imported here: it is slow to import
-  check_data_dir(data_dir)
+  if not download:
+    check_data_dir(data_dir)
   try:
-    source = tfds.data_source(NAME, split=split, data_dir=data_dir, download=False)
+    source = tfds.data_source(NAME, split=split, data_dir=data_dir, download=download)
     n = len(source) if not limit else min(limit, len(source))
     records = source.__getitems__(list(range(n)))
   except Exception as e:  # tfds raises many kinds for broken data; all mean the same here
@@ -196,11 +199,11 @@ def batches(reviews: Reviews, batch_size: int, order: Optional[np.ndarray] = Non
 
 
 def load(data_dir: str, vocab_size: int, maxlen: int, val_split: float, seed: int,
-         limit_train: int = 0, limit_test: int = 0) -> Data:
+         limit_train: int = 0, limit_test: int = 0, download: bool = False) -> Data:
   """Reads, tokenises and encodes IMDB; the vocabulary comes from the whole train split
   (or its first `limit_train` reviews), as in Keras' imdb dataset."""
-  train_texts, train_labels = load_split(data_dir, "train", limit_train)
-  test_texts, test_labels = load_split(data_dir, "test", limit_test)
+  train_texts, train_labels = load_split(data_dir, "train", limit_train, download)
+  test_texts, test_labels = load_split(data_dir, "test", limit_test, download)
   train_tokens = tokenize(train_texts)
   vocab = build_vocab(train_tokens, vocab_size)
   full = Reviews(*encode(train_tokens, vocab, maxlen), train_labels)

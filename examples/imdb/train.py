@@ -6,7 +6,7 @@
     python examples/imdb/train.py --out runs/strong --resume   # after a crash or Ctrl-C
 
 The data comes from `--data-dir`, else $TFDS_DATA_DIR, else ~/tensorflow_datasets; nothing
-is downloaded. With `--out DIR` the run writes DIR/metrics.json, DIR/curves.png and an
+is downloaded unless `--download` lets tfds fetch and prepare a missing dataset there. With `--out DIR` the run writes DIR/metrics.json, DIR/curves.png and an
 atomic checkpoint after every epoch (and every `--ckpt-every` steps); Ctrl-C or SIGTERM
 saves one before exiting, and a non-finite loss or gradient stops the run naming the
 step, keeping the last good checkpoint. `--resume` continues where the checkpoint left
@@ -54,7 +54,8 @@ def resume_config(out, explicit):
     raise checkpoint.CheckpointError(
         f"the checkpoint in {out} was written with a different model or data configuration: "
         f"{'; '.join(changed)}. Resume without these flags, or use another --out")
-  return {**saved, "inject_fault": None, **explicit, "resume": True}
+  # defaults first: a checkpoint from before a flag existed resumes with its default
+  return {**config.DEFAULTS, **saved, "inject_fault": None, **explicit, "resume": True}
 
 
 def grad_norms_fn(net):
@@ -339,10 +340,12 @@ def main(argv=None):
         f"{cfg['out']} already holds a checkpoint; pass --resume to continue that run, or "
         f"choose another --out (nothing was overwritten)")
   data_dir = input_pipeline.resolve_data_dir(cfg["data_dir"])
-  input_pipeline.check_data_dir(data_dir)  # fail fast, before the slow reads
+  if not cfg["download"]:
+    input_pipeline.check_data_dir(data_dir)  # fail fast, before the slow reads
   t_load = time.perf_counter()
   data = input_pipeline.load(data_dir, cfg["vocab"], cfg["maxlen"], cfg["val_split"],
-                             cfg["seed"], cfg["limit_train"], cfg["limit_test"])
+                             cfg["seed"], cfg["limit_train"], cfg["limit_test"],
+                             cfg["download"])
   print(f"IMDB from {data_dir}: {len(data.train.labels)} train, {len(data.val.labels)} "
         f"validation, {len(data.test.labels)} test reviews, vocabulary {cfg['vocab']} ids "
         f"({time.perf_counter() - t_load:.1f}s)")
