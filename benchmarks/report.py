@@ -193,6 +193,14 @@ def memory_table(rows):
   return ["## Memory", ""] + lines + ["", note, ""]
 
 
+def plot_title(rows):
+  """Device, sizes and date for a figure, which may be seen without its table."""
+  first, dates = rows[0], sorted(r["date"] for r in rows)
+  device = sorted({r["device"] for r in rows if r["impl"] != "torch"} or {first["device"]})
+  return (f"{'; '.join(device)}, B={first['batch']}, T={first['time']}, "
+          f"F={first['features']}, {dates[0][:10]}")
+
+
 def plot(rows, key, label, log, path):
   """`key` against depth: one line per impl, one panel per (width, cell)."""
   import matplotlib
@@ -227,6 +235,7 @@ def plot(rows, key, label, log, path):
   for ax in axes.flat:
     ax.set_xticks(depths, [str(d) for d in depths])
   fig.supylabel(label, fontsize=9)
+  fig.suptitle(plot_title(rows), fontsize=9)
   handles, labels = axes[0][0].get_legend_handles_labels()
   fig.legend(handles, labels, loc="lower center", ncol=len(labels), fontsize=8)
   fig.tight_layout(rect=(0, 0.06, 1, 1))
