@@ -279,3 +279,14 @@ def test_download_flag_lets_tfds_prepare_a_missing_dataset(tmp_path, capsys, mon
   err = capsys.readouterr().err
   assert err.startswith("error: ") and "Traceback" not in err
   assert "ConnectionError" in err and "--download" in err and str(root) in err
+
+
+def test_allocator_settings_take_on_glibc():
+  """The trainer's malloc options are accepted where it runs on glibc (CI does)."""
+  import platform
+  import allocator
+  if not sys.platform.startswith("linux") or platform.libc_ver()[0] != "glibc":
+    assert allocator.keep_freed_memory() is False
+    return
+  assert allocator.keep_freed_memory() is True
+  assert allocator.keep_freed_memory(threshold=64 << 20) is True

@@ -25,6 +25,7 @@ import numpy as np
 import optax
 from tqdm import tqdm
 
+import allocator
 import checkpoint
 import config
 import input_pipeline
@@ -333,6 +334,7 @@ def fit(run, cfg, data, train_step, eval_step):
 
 def main(argv=None):
   explicit, cfg = config.parse(argv)
+  allocator.keep_freed_memory()  # 1.25x faster epochs on the CPU; see allocator.py
   if cfg["resume"]:
     cfg = resume_config(cfg["out"], explicit)
   elif cfg["out"] and checkpoint.exists(cfg["out"]):
