@@ -5,6 +5,7 @@ import os
 import jax
 import pytest
 
+import helpers
 
 
 @pytest.fixture(autouse=True)
@@ -23,3 +24,9 @@ def rng():
 
 def pytest_report_header(config):
   return f"jax {jax.__version__} on {jax.devices()[0].platform}; CI={os.environ.get('CI', '')}"
+
+
+@pytest.fixture
+def torch():
+  """torch for one test: only that test skips without it (and fails under CI)."""
+  return helpers.import_torch()

@@ -1,7 +1,10 @@
 """Small shared helpers for the tests."""
 
+import os
+
 import jax
 import numpy as np
+import pytest
 
 
 def assert_trees_close(a, b, rtol=1e-5, atol=1e-5):
@@ -20,3 +23,20 @@ def randomize(params, key, scale=0.5):
   keys = jax.random.split(key, len(leaves))
   return jax.tree.unflatten(tree, [scale * jax.random.normal(k, x.shape, x.dtype)
                                    for k, x in zip(keys, leaves)])
+
+
+def import_torch(module_level=False):
+  """torch, or a skip of the calling test (or module) where it is not installed.
+
+  Under CI (the CI variable set) a missing torch is a failure, not a skip: `.ci/run`
+  installs torch==2.13.0 with the "test" extra, so a skip there would hide lost coverage.
+  """
+  try:
+    import torch
+  except ImportError:
+    if os.environ.get("CI"):
+      pytest.fail("torch is not installed, but CI installs torch==2.13.0 (the 'test' "
+                  "extra): the torch parity tests must run", pytrace=False)
+    pytest.skip("torch is not installed (pip install torch==2.13.0)",
+                allow_module_level=module_level)
+  return torch

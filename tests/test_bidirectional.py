@@ -11,10 +11,6 @@ import deeprnn_jax as drnn
 import np_random
 from helpers import assert_trees_close
 
-torch = pytest.importorskip("torch")
-
-TORCH = {"rnn": torch.nn.RNN, "lstm": torch.nn.LSTM, "gru": torch.nn.GRU}
-
 
 def from_torch_by_hand(model, module):
   """Our bidirectional params from a torch module's weights, mapped here independently."""
@@ -44,10 +40,11 @@ def to_torch_state(state, kind):
 
 @pytest.mark.parametrize("kind,with_lengths", [("lstm", True), ("gru", True), ("gru", False)],
                          ids=["lstm-packed", "gru-packed", "gru-full"])
-def test_matches_torch_bidirectional(kind, with_lengths):
+def test_matches_torch_bidirectional(kind, with_lengths, torch):
   B, T, F, H, L = 4, 7, 3, 5, 3
   torch.manual_seed(0)
-  module = TORCH[kind](F, H, num_layers=L, batch_first=True, bidirectional=True)
+  module = getattr(torch.nn, kind.upper())(F, H, num_layers=L, batch_first=True,
+                                           bidirectional=True)
   model = drnn.stacked_rnn(kind, F, (H,) * L, bidirectional=True)
   params = from_torch_by_hand(model, module)
   assert model.groups == ((0, 1), (1, 2))  # 3 -> 10 -> 10 -> 10: layers 1, 2 depth-scanned

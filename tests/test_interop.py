@@ -164,8 +164,7 @@ def run_torch(torch, module, xs, lengths):
 
 
 @pytest.mark.parametrize("kind,nl", KINDS[:3], ids=KIND_IDS[:3])
-def test_from_torch_bidirectional_matches_torch(kind, nl):
-  torch = pytest.importorskip("torch")
+def test_from_torch_bidirectional_matches_torch(kind, nl, torch):
   B, T, F, H, L = 4, 7, 3, 5, 2
   module = torch_module(torch, kind, nl, F, H, L, bidirectional=True)
   state_dict = {k: v.numpy() for k, v in module.state_dict().items()}
@@ -190,8 +189,7 @@ def test_from_torch_bidirectional_matches_torch(kind, nl):
 @pytest.mark.parametrize("bidirectional", [False, True], ids=["uni", "bi"])
 @pytest.mark.parametrize("kind,nl", [("lstm", None), ("gru", None), ("rnn", "relu")],
                          ids=["lstm", "gru", "rnn-relu"])
-def test_to_torch_round_trip_and_torch_outputs(kind, nl, bidirectional):
-  torch = pytest.importorskip("torch")
+def test_to_torch_round_trip_and_torch_outputs(kind, nl, bidirectional, torch):
   B, T, F, H, L = 3, 5, 4, 6, 3
   model = drnn.stacked_rnn(kind, F, (H,) * L, nonlinearity=nl, bidirectional=bidirectional)
   params = random_params(model, seed=2)
@@ -210,8 +208,7 @@ def test_to_torch_round_trip_and_torch_outputs(kind, nl, bidirectional):
     np.testing.assert_allclose(ours, theirs, rtol=1e-5, atol=1e-5)
 
 
-def test_torch_converters_bad_input():
-  torch = pytest.importorskip("torch")
+def test_torch_converters_bad_input(torch):
   model = drnn.stacked_rnn("lstm", 3, (4, 4))
   proj = {k: v.numpy() for k, v in
           torch.nn.LSTM(3, 4, num_layers=2, proj_size=2).state_dict().items()}

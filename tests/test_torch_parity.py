@@ -5,8 +5,9 @@ import numpy as np
 import pytest
 
 import deeprnn_jax as drnn
+from helpers import import_torch
 
-torch = pytest.importorskip("torch")  # CI installs torch==2.13.0 (the "test" extra)
+torch = import_torch(module_level=True)  # every test here needs it
 
 TORCH = {"rnn": torch.nn.RNN, "lstm": torch.nn.LSTM, "gru": torch.nn.GRU}
 CASES = [("rnn", "tanh"), ("rnn", "relu"), ("lstm", None), ("gru", None)]
