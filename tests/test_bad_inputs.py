@@ -7,8 +7,10 @@ and shows what came. The library rows call the public API; the trainer rows call
 and a usage message; data and checkpoint errors print `error: ...` and return 2).
 
 `python tests/test_bad_inputs.py > tests/BAD_INPUTS.md` regenerates the Markdown table
-from these rows and the messages they actually get; `test_table_is_up_to_date` fails when
-a row is missing from it.
+from these rows and the messages they actually get. The tests keep it honest: each row's
+test fails when its line in the table (error type and message) differs from what the input
+gets now, and `test_table_is_up_to_date` when a row is missing, extra or out of order, or
+the summary line's counts are off.
 """
 
 import contextlib
@@ -19,7 +21,7 @@ import pathlib
 import sys
 import tempfile
 import types
-from typing import Callable, NamedTuple, Sequence
+from typing import Callable, Mapping, NamedTuple, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -45,6 +47,7 @@ class TrainerCase(NamedTuple):
   setup: Callable[[pathlib.Path], None]
   error: str  # "usage" (argparse, exit 2) or "error" (the trainer's message, exit 2)
   fragments: Sequence[str]
+  env: Mapping[str, str] = types.MappingProxyType({})  # set while the trainer runs
 
 
 # --------------------------------------------------------------------------------------
@@ -394,8 +397,13 @@ TRAINER = [
                 ["--preset", "invalid choice: 'foo'", "'strong'"]),
     TrainerCase("--pooling foo", ["--pooling", "foo"], _nothing, "usage",
                 ["--pooling", "invalid choice: 'foo'", "'meanmax'"]),
-    TrainerCase("--inject-fault boom:3", ["--inject-fault", "boom:3"], _nothing, "usage",
-                ["--inject-fault", "expected nan:N, sigint:N or sigkill:N", "got 'boom:3'"]),
+    TrainerCase("$DEEPRNN_TEST_FAULT=boom:3 (the trainer's test hook)",
+                ["--data-dir", "{tmp}/no-data"], _nothing, "error",
+                ["$DEEPRNN_TEST_FAULT", "expected KIND:N", "nan, sigint, sigkill",
+                 "got 'boom:3'"], env={"DEEPRNN_TEST_FAULT": "boom:3"}),
+    TrainerCase("$DEEPRNN_TEST_FAULT=sigkill:0", ["--data-dir", "{tmp}/no-data"], _nothing,
+                "error", ["$DEEPRNN_TEST_FAULT", "N a step or save count >= 1",
+                          "got 'sigkill:0'"], env={"DEEPRNN_TEST_FAULT": "sigkill:0"}),
     TrainerCase("an unknown flag (--hiden)", ["--hiden", "5"], _nothing, "usage",
                 ["unrecognized arguments: --hiden"]),
     TrainerCase("--resume without --out", ["--resume"], _nothing, "usage",
@@ -439,12 +447,6 @@ TRAINER = [
 # --------------------------------------------------------------------------------------
 # Running the rows.
 
-def library_message(case):
-  with pytest.raises(case.error) as info:
-    case.call()
-  return str(info.value)
-
-
 @functools.cache
 def trainer_module():
   sys.path.insert(0, str(REPO / "examples" / "imdb"))
@@ -461,6 +463,21 @@ def data_dir():
 DATA_DIR = data_dir()
 
 
+@contextlib.contextmanager
+def _environ(values):
+  """`values` set in os.environ meanwhile; the previous values back afterwards."""
+  before = {k: os.environ.get(k) for k in values}
+  os.environ.update(values)
+  try:
+    yield
+  finally:
+    for k, v in before.items():
+      if v is None:
+        os.environ.pop(k, None)
+      else:
+        os.environ[k] = v
+
+
 def run_trainer(case, tmp, capsys):
   """Runs the trainer on the row's argv: (what kind of error, its message)."""
   train = trainer_module()
@@ -471,7 +488,8 @@ def run_trainer(case, tmp, capsys):
   capsys.readouterr()
   prog, sys.argv[0] = sys.argv[0], "train.py"  # argparse names the program after it
   try:
-    code = train.run_main(argv)
+    with _environ(case.env):
+      code = train.run_main(argv)
   except SystemExit as e:  # argparse: usage and message on stderr, status 2
     err = capsys.readouterr().err
     assert e.code == 2, err
@@ -487,6 +505,82 @@ def _fragments(case, tmp=""):
   return [f.replace("{tmp}", str(tmp)) for f in case.fragments]
 
 
+# --------------------------------------------------------------------------------------
+# The rows of the Markdown table, shared by the generator and the tests that compare it.
+
+def _md(text):
+  return text.replace("|", "\\|").replace("\n", " ").replace("`", "'")
+
+
+def _prefix(what, kind):
+  return f"| {_md(what)} | {kind} | "
+
+
+def library_row(case, error):
+  """The table's line for a library case that raised `error` (None: nothing raised)."""
+  if error is None:
+    cell = "*accepted:* no error"
+  else:
+    text = _md((str(error).splitlines() or [""])[0])
+    if type(error) is case.error and all(f in str(error) for f in case.fragments):
+      cell = f"`{text}`"
+    else:
+      cell = f"*unclear:* {type(error).__name__}: `{text}`"
+  return f"{_prefix(case.what, case.error.__name__)}{cell} |"
+
+
+def trainer_row(case, kind, message, tmp):
+  """The table's line for a trainer case that ended in `kind` with `message` (stderr),
+  the temporary directory `tmp` shown as TMP."""
+  message = message.strip().splitlines()[-1].replace(str(tmp), "TMP")
+  if kind == case.error and all(f in message for f in _fragments(case, "TMP")):
+    cell = f"`{_md(message)}`"
+  else:
+    cell = "*accepted: not rejected yet*"
+  return f"{_prefix(case.what, case.error)}{cell} |"
+
+
+def _clear(row):
+  """Whether a table line shows a clear error (its message cell, after the first two
+  separators: `_md` escapes any "|" in the first cell)."""
+  return row.split(" | ", 2)[2].startswith("`")
+
+
+def summary(library_clear, trainer_clear):
+  """The table's line that counts the rows, and those that get a clear error."""
+  gaps = library_clear < len(LIBRARY) or trainer_clear < len(TRAINER)
+  return (f"{len(LIBRARY)} library inputs, {len(TRAINER)} trainer inputs. "
+          f"{library_clear} of the library's and {trainer_clear} of the trainer's get the "
+          f"clear error shown"
+          + ("; the others are marked *unclear* (an error that does not name the argument, "
+             "what was expected and what came) or *accepted* (no error) and are tested as "
+             "expected failures until fixed." if gaps else "."))
+
+
+def table_sections(text):
+  """The table rows of BAD_INPUTS.md: (library lines, trainer lines), headers left out."""
+  library, _, trainer = text.partition("\n## Trainer")
+
+  def rows(part):
+    return [line for line in part.splitlines()
+            if line.startswith("| ") and not line.startswith("| bad input |")]
+
+  return rows(library), rows(trainer)
+
+
+def assert_row_in_table(row, what):
+  """`row`, the line this input gets now, is the table's line for it, to the character."""
+  lines = TABLE.read_text().splitlines()
+  prefix = f"| {_md(what)} | "
+  now = [line for line in lines if line.startswith(prefix)]
+  if row not in lines:  # pytest.fail: the table's hundred lines would bury the message
+    pytest.fail(f"{TABLE.name} is out of date for {what!r} (regenerate it: python "
+                f"{__file__} > {TABLE}):\n  table: {now}\n  now:   {row}")
+
+
+# --------------------------------------------------------------------------------------
+# The tests.
+
 # inputs the library does not yet reject with a clear message (reported; each row fails
 # strictly once it does, so that the mark is removed)
 LIBRARY_GAPS = set()
@@ -497,9 +591,12 @@ LIBRARY_GAPS = set()
              if c.what in LIBRARY_GAPS else c for c in LIBRARY],
     ids=[c.what for c in LIBRARY])
 def test_library_bad_input(case):
-  message = library_message(case)
+  with pytest.raises(case.error) as info:
+    case.call()
+  message = str(info.value)
   missing = [f for f in case.fragments if f not in message]
   assert not missing, f"message {message!r} lacks {missing}"
+  assert_row_in_table(library_row(case, info.value), case.what)
 
 
 # flags whose bad values the trainer accepts today (reported; see the closing note)
@@ -516,6 +613,7 @@ def test_trainer_bad_input(case, tmp_path, capsys, monkeypatch):
       pytest.fail("CI must run every row: no IMDB data in $TFDS_DATA_DIR")
     pytest.skip("no IMDB data ($TFDS_DATA_DIR or ../shared/tensorflow_datasets)")
   monkeypatch.delenv("TFDS_DATA_DIR", raising=False)
+  monkeypatch.delenv("DEEPRNN_TEST_FAULT", raising=False)  # only the rows that set it
   kind, message = run_trainer(case, tmp_path, capsys)
   assert kind == case.error, message
   assert "Traceback" not in message
@@ -523,23 +621,29 @@ def test_trainer_bad_input(case, tmp_path, capsys, monkeypatch):
   assert not missing, f"message {message!r} lacks {missing}"
   assert not (tmp_path / "run").exists() or case.setup is not _nothing, \
       "a failed start must not create the output directory"
+  assert_row_in_table(trainer_row(case, kind, message, tmp_path), case.what)
 
 
 def test_table_is_up_to_date():
-  """BAD_INPUTS.md has a row for every case here, with its error type."""
+  """BAD_INPUTS.md has one row per case, in order, with its error type, and its summary
+  line counts them (each row's message is compared by that row's test)."""
   text = TABLE.read_text()
-  rows = [(c.what, c.error.__name__) for c in LIBRARY]
-  rows += [(c.what, "usage" if c.error == "usage" else "error") for c in TRAINER]
-  missing = [what for what, kind in rows if f"| {_md(what)} | {kind}" not in text]
-  assert not missing, f"regenerate {TABLE.name} (python {__file__} > {TABLE}): {missing}"
+  library, trainer = table_sections(text)
+  clear = []
+  for rows, cases, kind in ((library, LIBRARY, lambda c: c.error.__name__),
+                            (trainer, TRAINER, lambda c: c.error)):
+    prefixes = [_prefix(c.what, kind(c)) for c in cases]
+    assert [r[:len(p)] for r, p in zip(rows, prefixes)] == prefixes and \
+        len(rows) == len(cases), f"regenerate {TABLE.name}: python {__file__} > {TABLE}"
+    clear.append(sum(map(_clear, rows)))
+  # a gap row is an expected failure (strict), so the table shows it unclear or accepted
+  assert clear == [len(LIBRARY) - len(LIBRARY_GAPS), len(TRAINER) - len(KNOWN_GAPS)]
+  if summary(*clear) not in text.splitlines():
+    pytest.fail(f"the summary line of {TABLE.name} should read: {summary(*clear)}")
 
 
 # --------------------------------------------------------------------------------------
 # The Markdown table.
-
-def _md(text):
-  return text.replace("|", "\\|").replace("\n", " ").replace("`", "'")
-
 
 class _Stderr:
   """A stand-in for pytest's capsys: stderr into a buffer, read and emptied on demand."""
@@ -554,53 +658,46 @@ class _Stderr:
     return types.SimpleNamespace(err=err)
 
 
-def markdown(tmp_root):
-  """The table, with the messages the rows actually get."""
-  lines = ["# Bad inputs and the errors they get", "",
-           "Generated by `python tests/test_bad_inputs.py > tests/BAD_INPUTS.md` from the "
-           "rows that `tests/test_bad_inputs.py` tests; each message names the argument, "
-           "what was expected and what came.", "",
-           f"{len(LIBRARY)} library inputs, {len(TRAINER)} trainer inputs. "
-           f"{len(LIBRARY) - len(LIBRARY_GAPS)} of the library's and "
-           f"{len(TRAINER) - len(KNOWN_GAPS)} of the trainer's get the clear error shown"
-           + ("." if not (LIBRARY_GAPS or KNOWN_GAPS) else
-              "; the others are marked *unclear* (an error that does not name the argument, "
-              "what was expected and what came) or *accepted* (no error) and are tested as "
-              "expected failures until fixed."), "",
-           "## Library", "", "| bad input | error | message |", "|---|---|---|"]
+def _library_rows():
   for case in LIBRARY:
     try:
       case.call()
-      message = "*accepted:* no error"
+      error = None
     except Exception as e:  # noqa: BLE001 -- the table shows whatever happens
-      text = _md(str(e).splitlines()[0])
-      if type(e) is case.error and all(f in str(e) for f in case.fragments):
-        message = f"`{text}`"
-      else:
-        message = f"*unclear:* {type(e).__name__}: `{text}`"
-    lines.append(f"| {_md(case.what)} | {case.error.__name__} | {message} |")
-  lines += ["", "## Trainer (`python examples/imdb/train.py ...`)", "",
-            "`usage`: argparse prints the usage line and `train.py: error: ...`, exit status 2. "
-            "`error`: the trainer prints `error: ...` (no traceback), exit status 2. "
-            "TMP stands for the test's temporary directory.", "",
-            "| bad input | error | message |", "|---|---|---|"]
+      error = e
+    yield library_row(case, error)
+
+
+def _trainer_rows(tmp_root):
   for case in TRAINER:
     tmp = pathlib.Path(tempfile.mkdtemp(dir=tmp_root))
     capture = _Stderr()
     # the trainer's progress lines go to stdout, where this table goes: keep them out
     with contextlib.redirect_stderr(capture.buffer), contextlib.redirect_stdout(io.StringIO()):
       kind, message = run_trainer(case, tmp, capture)
-    message = message.strip().splitlines()[-1].replace(str(tmp), "TMP")
-    if kind == case.error and all(f in message for f in _fragments(case, "TMP")):
-      shown = f"`{_md(message)}`"
-    else:
-      shown = "*accepted: not rejected yet*"
-    lines.append(f"| {_md(case.what)} | {case.error} | {shown} |")
+    yield trainer_row(case, kind, message, tmp)
+
+
+def markdown(tmp_root):
+  """The table, with the messages the rows actually get."""
+  library, trainer = list(_library_rows()), list(_trainer_rows(tmp_root))
+  lines = ["# Bad inputs and the errors they get", "",
+           "Generated by `python tests/test_bad_inputs.py > tests/BAD_INPUTS.md` from the "
+           "rows that `tests/test_bad_inputs.py` tests; each message names the argument, "
+           "what was expected and what came.", "",
+           summary(sum(map(_clear, library)), sum(map(_clear, trainer))), "",
+           "## Library", "", "| bad input | error | message |", "|---|---|---|", *library,
+           "", "## Trainer (`python examples/imdb/train.py ...`)", "",
+           "`usage`: argparse prints the usage line and `train.py: error: ...`, exit status 2. "
+           "`error`: the trainer prints `error: ...` (no traceback), exit status 2. "
+           "TMP stands for the test's temporary directory.", "",
+           "| bad input | error | message |", "|---|---|---|", *trainer]
   return "\n".join(lines) + "\n"
 
 
 if __name__ == "__main__":
   jax.config.update("jax_numpy_dtype_promotion", "strict")
   os.environ.pop("TFDS_DATA_DIR", None)
+  os.environ.pop("DEEPRNN_TEST_FAULT", None)  # only the rows that set it
   with tempfile.TemporaryDirectory() as root:
     print(markdown(root), end="")

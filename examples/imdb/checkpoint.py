@@ -6,12 +6,15 @@ moment leaves either the previous checkpoint or the new one, never a torn file. 
 .npz (a zip) carries a CRC per array, so a damaged file is detected on reading.
 """
 
+import io
 import json
 import os
 from typing import Any, Tuple
 
 import jax
 import numpy as np
+
+import faults
 
 FILENAME = "checkpoint.npz"
 FORMAT = 1
@@ -38,8 +41,14 @@ def save(directory: str, tree: Any, meta: dict) -> None:
   arrays["meta"] = np.frombuffer(json.dumps(meta).encode(), np.uint8)
   target = path(directory)
   tmp = os.path.join(directory, f".{FILENAME}.tmp-{os.getpid()}")
+  # serialised in memory first, so that the test hook below can cut the write in two
+  buffer = io.BytesIO()
+  np.savez(buffer, **arrays)
+  data = buffer.getbuffer()
   with open(tmp, "wb") as f:
-    np.savez(f, **arrays)
+    f.write(data[:len(data) // 2])
+    faults.in_save(f)  # a test hook: a SIGKILL here leaves a torn temporary file
+    f.write(data[len(data) // 2:])
     f.flush()
     os.fsync(f.fileno())
   os.replace(tmp, target)

@@ -22,14 +22,13 @@ DEFAULTS = dict(
     select="best",      # test the epoch with the best val accuracy (Keras' restore_best_weights)
     eval_batch_size=500,  # rows per evaluation step (no gradients, so larger is fine)
     ckpt_every=0,       # also checkpoint every N steps inside an epoch; 0 = at epoch ends only
-    limit_train=0,      # use only the first N training reviews (0 = all 25,000); for tests
-    limit_test=0,       # evaluate on the first N test reviews (0 = all 25,000); for tests
+    limit_train=0,      # use only the first N training reviews (0 = all 25,000)
+    limit_test=0,       # evaluate on the first N test reviews (0 = all 25,000)
     log_grad_norms=False,  # log per-layer gradient norms each epoch
     data_dir=None,      # tfds data dir; else $TFDS_DATA_DIR, else ~/tensorflow_datasets
     download=False,     # let tfds download and prepare a missing imdb_reviews (needs a network)
     out=None,           # where metrics.json, curves.png and checkpoints go
     resume=False,       # continue from the checkpoint in --out
-    inject_fault=None,  # TEST ONLY: "nan:N", "sigint:N" or "sigkill:N" at global step N
 )
 
 PRESETS = {
@@ -72,13 +71,6 @@ def _number(kind, low, low_ok=True, high=None):
   return parse
 
 
-def _fault(text):
-  kind, _, step = text.partition(":")
-  if kind not in ("nan", "sigint", "sigkill") or not step.isdigit() or int(step) < 1:
-    raise argparse.ArgumentTypeError(f"expected nan:N, sigint:N or sigkill:N, got {text!r}")
-  return kind, int(step)
-
-
 def parser():
   p = argparse.ArgumentParser(
       description="Train a stacked RNN sentiment classifier on IMDB (tensorflow-datasets).",
@@ -104,8 +96,13 @@ def parser():
                  help="test the params of the best validation epoch (default) or the last")
   p.add_argument("--eval-batch-size", type=_number(int, 1))
   p.add_argument("--ckpt-every", type=_number(int, 0), metavar="STEPS")
-  p.add_argument("--limit-train", type=_number(int, 0), metavar="N")
-  p.add_argument("--limit-test", type=_number(int, 0), metavar="N")
+  p.add_argument("--limit-train", type=_number(int, 0), metavar="N",
+                 help="use only the first N training reviews (0 = all 25,000), for quick "
+                      "runs and tests; the vocabulary and the validation split come from "
+                      "these N")
+  p.add_argument("--limit-test", type=_number(int, 0), metavar="N",
+                 help="evaluate on only the first N test reviews (0 = all 25,000), for "
+                      "quick runs and tests")
   p.add_argument("--log-grad-norms", action="store_true")
   p.add_argument("--data-dir")
   p.add_argument("--download", action="store_true",
@@ -113,8 +110,6 @@ def parser():
                       "is missing (needs a network; off: a missing dataset is an error)")
   p.add_argument("--out", metavar="DIR")
   p.add_argument("--resume", action="store_true", help="continue from the checkpoint in --out")
-  p.add_argument("--inject-fault", type=_fault, metavar="KIND:STEP",
-                 help="TEST ONLY: inject nan, sigint or sigkill at global step STEP")
   return p
 
 

@@ -28,8 +28,10 @@ from tqdm import tqdm
 import allocator
 import checkpoint
 import config
+import faults
 import input_pipeline
 import model
+import provenance
 import deeprnn_jax as drnn
 from deeprnn_jax import diagnostics
 
@@ -56,7 +58,7 @@ def resume_config(out, explicit):
         f"the checkpoint in {out} was written with a different model or data configuration: "
         f"{'; '.join(changed)}. Resume without these flags, or use another --out")
   # defaults first: a checkpoint from before a flag existed resumes with its default
-  return {**config.DEFAULTS, **saved, "inject_fault": None, **explicit, "resume": True}
+  return {**config.DEFAULTS, **saved, **explicit, "resume": True}
 
 
 def grad_norms_fn(net):
@@ -107,7 +109,7 @@ def save_run(out, run, cfg):
   """Checkpoints the whole run: arrays, position in the data, PRNG, sums, history, config."""
   if out:
     meta = {k: v for k, v in run.items() if k != "state"}
-    saved_cfg = {k: v for k, v in cfg.items() if k not in ("inject_fault", "resume")}
+    saved_cfg = {k: v for k, v in cfg.items() if k != "resume"}
     checkpoint.save(out, run["state"], {**meta, "config": saved_cfg})
 
 
@@ -132,15 +134,13 @@ def train_epoch(run, cfg, data, train_step, stop):
   index = input_pipeline.epoch_batches(data.train.lengths, cfg["batch_size"], cfg["seed"],
                                        epoch, cfg["bucket"])
   key = jax.random.wrap_key_data(np.asarray(run["rng"], np.uint32))
-  fault_kind, fault_step = cfg.get("inject_fault") or (None, None)
   bar = tqdm(total=n_batches, initial=run["step"], desc=f"epoch {epoch + 1}", leave=False,
              disable=None, dynamic_ncols=True)
   t0 = time.perf_counter()
   for b in range(run["step"], n_batches):
     batch = input_pipeline.batch(data.train, index[b], cfg["batch_size"], cfg["bucket"])
     step = run["global_step"] + 1
-    if fault_kind == "nan" and step == fault_step:
-      batch["weights"] = np.full_like(batch["weights"], np.nan)  # test-only fault
+    batch = faults.poison(batch, step)
     state = run["state"]
     state["params"], state["opt_state"], m = train_step[batch["tokens"].shape[1]](
         state["params"], state["opt_state"], batch, jax.random.fold_in(key, step))
@@ -158,8 +158,7 @@ def train_epoch(run, cfg, data, train_step, stop):
       bar.set_postfix(loss=f"{run['sums']['loss'] / run['sums']['weight']:.4f}")
     if cfg["ckpt_every"] and step % cfg["ckpt_every"] == 0 and run["step"] < n_batches:
       save_run(cfg["out"], run, cfg)
-    if fault_kind in ("sigint", "sigkill") and step == fault_step:  # test-only faults
-      os.kill(os.getpid(), signal.SIGINT if fault_kind == "sigint" else signal.SIGKILL)
+    faults.after_step(step)
     if stop["signal"]:
       bar.close()
       raise Interrupted(f"{stop['signal']} at step {step} (epoch {epoch + 1}, batch "
@@ -211,15 +210,15 @@ def device_name():
          f"{os.cpu_count()} CPU cores visible"
 
 
-def write_outputs(cfg, run, tests=(None, None)):
-  """metrics.json (the test metrics once known) and the learning curves."""
+def write_outputs(cfg, run, tests=(None, None), origin=None):
+  """metrics.json (the test metrics once known) and the learning curves; `origin`: the
+  provenance of this process, which wrote the file."""
   if not cfg["out"]:
     return
   os.makedirs(cfg["out"], exist_ok=True)
-  metrics = {"config": {k: v for k, v in cfg.items() if k != "inject_fault"},
-             "history": run["history"], "test": tests[0], "test_last_epoch": tests[1],
-             "best": run["best"], "device": device_name(), "steps": run["global_step"],
-             "jax": jax.__version__}
+  metrics = {"config": cfg, "history": run["history"], "test": tests[0],
+             "test_last_epoch": tests[1], "best": run["best"], "device": device_name(),
+             "steps": run["global_step"], "jax": jax.__version__, "provenance": origin}
   tmp = os.path.join(cfg["out"], ".metrics.json.tmp")
   with open(tmp, "w") as f:
     json.dump(metrics, f, indent=1)
@@ -300,9 +299,9 @@ def test_metrics(run, cfg, data, eval_step):
   return {**test, "selected": cfg["select"]}, last
 
 
-def fit(run, cfg, data, train_step, eval_step):
+def fit(run, cfg, data, train_step, eval_step, origin):
   """Trains until `cfg["epochs"]`, checkpointing each epoch; on SIGINT or SIGTERM saves
-  a checkpoint (mid-epoch if need be) and raises Interrupted."""
+  a checkpoint (mid-epoch if need be) and raises Interrupted. `origin`: provenance."""
   stop = {"signal": None}
   previous = on_signals(stop)
   n_batches = input_pipeline.num_batches(len(data.train.labels), cfg["batch_size"])
@@ -313,7 +312,7 @@ def fit(run, cfg, data, train_step, eval_step):
         train_epoch(run, cfg, data, train_step, stop)
       except Interrupted:
         save_run(cfg["out"], run, cfg)
-        write_outputs(cfg, run)
+        write_outputs(cfg, run, origin=origin)
         raise
       t_val = time.perf_counter()
       val = evaluate(eval_step, run["state"]["params"], data.val, cfg)
@@ -324,7 +323,7 @@ def fit(run, cfg, data, train_step, eval_step):
         run["state"]["best_params"] = host_copy(run["state"]["params"])
       run.update(epoch=run["epoch"] + 1, step=0, sums={})
       save_run(cfg["out"], run, cfg)
-      write_outputs(cfg, run)
+      write_outputs(cfg, run, origin=origin)
       if stop["signal"]:  # it came during validation: the epoch's checkpoint is saved
         raise Interrupted(f"{stop['signal']} at the end of epoch {run['epoch']}")
   finally:
@@ -334,6 +333,7 @@ def fit(run, cfg, data, train_step, eval_step):
 
 def main(argv=None):
   explicit, cfg = config.parse(argv)
+  faults.arm()  # a bad $DEEPRNN_TEST_FAULT fails here, before any work
   allocator.keep_freed_memory()  # 1.25x faster epochs on the CPU; see allocator.py
   if cfg["resume"]:
     cfg = resume_config(cfg["out"], explicit)
@@ -344,6 +344,8 @@ def main(argv=None):
   data_dir = input_pipeline.resolve_data_dir(cfg["data_dir"])
   if not cfg["download"]:
     input_pipeline.check_data_dir(data_dir)  # fail fast, before the slow reads
+  # taken at the start: the code and command that this process trains with
+  origin = provenance.collect(sys.argv[1:] if argv is None else argv)
   t_load = time.perf_counter()
   data = input_pipeline.load(data_dir, cfg["vocab"], cfg["maxlen"], cfg["val_split"],
                              cfg["seed"], cfg["limit_train"], cfg["limit_test"],
@@ -366,8 +368,8 @@ def main(argv=None):
         f"parameters; {device_name()}; compiled in {time.perf_counter() - t_compile:.1f}s; "
         f"from epoch {run['epoch'] + 1}, global step {run['global_step']}")
 
-  fit(run, cfg, data, train_step, eval_step)
-  write_outputs(cfg, run, test_metrics(run, cfg, data, eval_step))
+  fit(run, cfg, data, train_step, eval_step, origin)
+  write_outputs(cfg, run, test_metrics(run, cfg, data, eval_step), origin)
   return 0
 
 
@@ -386,7 +388,7 @@ def run_main(argv=None):
   try:
     out = config.parse(argv)[1]["out"]
     return main(argv)
-  except (input_pipeline.DataError, checkpoint.CheckpointError) as e:
+  except (input_pipeline.DataError, checkpoint.CheckpointError, faults.FaultError) as e:
     print(f"error: {e}", file=sys.stderr)
     return EXIT_ERROR
   except NonFinite as e:
