@@ -6,9 +6,18 @@ each, from cleared caches, and keeps the best, for deeprnn_jax and Flax side by 
 
     python benchmarks/compile_depth.py                       # lstm, gru x H 128, 256
     python benchmarks/compile_depth.py --cells lstm --hidden 256 --depth 2 16 --repeats 5
+    python benchmarks/compile_depth.py --depth 2 3 4 16 \
+        --json benchmarks/results/cpu-2core-compile-depth.json   # what the docs render
+
+With --json it also writes the figures and their provenance (date, CPU, commit, clean
+tree: examples/imdb/provenance.py), from which `benchmarks/claims.py` renders the
+compile-time page and the README's sentence.
 """
 
 import argparse
+import json
+import pathlib
+import sys
 
 import jax
 
@@ -31,7 +40,9 @@ def main(argv=None):
   p.add_argument("--hidden", nargs="+", type=int, default=[128, 256])
   p.add_argument("--depth", nargs="+", type=int, default=[2, 4, 8, 16])
   p.add_argument("--repeats", type=int, default=3)
+  p.add_argument("--json", type=pathlib.Path, help="also write the results here")
   args = p.parse_args(argv)
+  results = []
   impls = {"deeprnn_jax": wl.deeprnn_workload, "flax": wl.flax_workload}
   first, last = args.depth[0], args.depth[-1]
   print(f"# Compile time against depth (best of {args.repeats}), {wl.jax_device_name()}\n")
@@ -47,8 +58,22 @@ def main(argv=None):
         best_compile_s(make, wl.Spec(cell=cell, hidden=hidden, depth=args.depth[0]), 1)
         times = [best_compile_s(make, wl.Spec(cell=cell, hidden=hidden, depth=d), args.repeats)
                  for d in args.depth]
+        results.append({"cell": cell, "hidden": hidden, "impl": name, "seconds": times})
         cols = [cell, str(hidden), name] + [f"{t:.2f}" for t in times]
         print("| " + " | ".join(cols + [f"{times[-1] / times[0]:.2f}"]) + " |", flush=True)
+  if args.json:
+    write_json(args, results)
+
+
+def write_json(args, results):
+  """The figures with where they came from: the docs say only what this records."""
+  sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent / "examples" / "imdb"))
+  import provenance  # examples/imdb is not a package
+  data = {"provenance": provenance.collect(), "device": wl.jax_device_name(),
+          "repeats": args.repeats, "depths": args.depth,
+          **{k: wl.Spec._field_defaults[k] for k in ("batch", "time", "features")},
+          "results": results}
+  args.json.write_text(json.dumps(data, indent=1))
 
 
 if __name__ == "__main__":

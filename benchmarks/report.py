@@ -3,15 +3,19 @@
     python benchmarks/report.py                                  # every benchmarks/results/*.json
     python benchmarks/report.py benchmarks/results/cpu-2core.json
     python benchmarks/report.py a.json b.json --name merged      # one report from several runs
+    python benchmarks/report.py --no-plots                       # Markdown only
 
 For each input `<name>.json` it writes, next to it (or under `--out-dir`), `<name>.md`: one
 row per cell, width and depth with tokens/s per impl, deeprnn_jax's ratio to each peer,
-compile seconds, parameters and MFU; and the plots `<name>-tokens.png`,
+compile seconds, parameters and MFU, the fewest timed rounds and largest spread of each
+point with flags where they are weak, and whether its impls ran back to back in one
+session (said only when the files show it); and the plots `<name>-tokens.png`,
 `<name>-compile.png`, `<name>-params.png`, `<name>-mfu.png` (against depth, one line per
 impl, one panel per cell and width).
 """
 
 import argparse
+import datetime
 import json
 import math
 import pathlib
@@ -43,29 +47,116 @@ def _short_minor(value, _=None):
   return _short(value) if lead in (2, 5) else ""
 
 
+FEW_ROUNDS = 5  # fewer timed rounds than this: the median is a median of very few
+WIDE_SPREAD = 0.25  # (max - min) / median above this: the rounds disagree by a quarter
+
+
+def _session(data):
+  """What identifies the pytest session that wrote a file: two files agreeing on all of
+  it are one run copied, anything else is a different session."""
+  cpu = (data.get("machine_info") or {}).get("cpu") or {}
+  commit = data.get("commit_info") or {}
+  return (data.get("datetime"), commit.get("id"), commit.get("dirty"),
+          (data.get("machine_info") or {}).get("node"), cpu.get("brand_raw"))
+
+
+def load_source(path, index):
+  """One JSON file's provenance as pytest-benchmark records it (None where it did not)."""
+  data = json.loads(pathlib.Path(path).read_text())
+  machine = data.get("machine_info") or {}
+  cpu = machine.get("cpu") if isinstance(machine.get("cpu"), dict) else {}
+  commit = data.get("commit_info") or {}
+  return data, {"index": index, "file": pathlib.Path(path).name, "session": _session(data),
+                "datetime": data.get("datetime"), "commit": commit.get("id"),
+                "dirty": commit.get("dirty"), "cpu": cpu.get("brand_raw"),
+                "cores": cpu.get("count"), "node": machine.get("node")}
+
+
 def load_rows(paths):
-  """extra_info of every benchmark in `paths`, later files replacing equal points."""
-  rows, machine = {}, {}
+  """extra_info of every benchmark in `paths`, later files replacing equal points, each
+  row tagged with its file (`_source`), its position in that file (`_order`), its timed
+  rounds and their spread; and the files' provenance."""
+  rows, sources = {}, []
   for path in paths:
-    data = json.loads(pathlib.Path(path).read_text())
-    machine = dict(data.get("machine_info", machine))
-    commit = data.get("commit_info") or {}
-    if commit.get("id"):
-      machine["commit"] = commit["id"][:10] + (" (with uncommitted changes)"
-                                              if commit.get("dirty") else "")
-    for bench in data.get("benchmarks", []):
+    data, source = load_source(path, len(sources))
+    sources.append(source)
+    for order, bench in enumerate(data.get("benchmarks", [])):
       info = dict(bench.get("extra_info") or {})
       if "tokens_per_s" not in info:
         continue  # not a training-step benchmark (or run with --benchmark-disable)
       stats = bench.get("stats") or {}
+      info["rounds"] = stats.get("rounds", info.get("rounds"))
       if stats.get("median"):
         info["spread"] = (stats["max"] - stats["min"]) / stats["median"]
+      info["_source"], info["_order"] = source["index"], order
       rows[(info["impl"], info["cell"], info["hidden"], info["depth"])] = info
   if not rows:
     raise SystemExit(f"report: no training-step benchmarks in {[str(p) for p in paths]}; "
                      f"run pytest benchmarks/ --benchmark-json=PATH (without "
                      f"--benchmark-disable) first")
-  return list(rows.values()), machine
+  return list(rows.values()), sources
+
+
+def point_key(row):
+  return row["cell"], row["hidden"], row["depth"]
+
+
+def ran_back_to_back(point_rows, sources):
+  """True only when what the file shows proves it: every impl of the point comes from
+  one session, and its benchmarks are consecutive in that file."""
+  files = {r["_source"] for r in point_rows}
+  if len({sources[i]["session"] for i in files}) != 1 or len(files) != 1:
+    return False
+  orders = sorted(r["_order"] for r in point_rows)
+  return orders == list(range(orders[0], orders[0] + len(orders)))
+
+
+def point_sessions(rows, sources):
+  """{point: 'back to back' | 'one session, not consecutive' | 'N sessions'}."""
+  by_point = {}
+  for r in rows:
+    by_point.setdefault(point_key(r), []).append(r)
+  out = {}
+  for point, group in by_point.items():
+    sessions = {sources[r["_source"]]["session"] for r in group}
+    if ran_back_to_back(group, sources):
+      out[point] = "back to back"
+    elif len(sessions) == 1:
+      out[point] = "one session, not consecutive"
+    else:
+      out[point] = f"{len(sessions)} sessions"
+  return out
+
+
+def timing_flags(point_rows):
+  """Why a point's timings are weak: too few rounds, rounds that disagree."""
+  flags = []
+  rounds = [r["rounds"] for r in point_rows if r.get("rounds") is not None]
+  spreads = [r["spread"] for r in point_rows if r.get("spread") is not None]
+  if rounds and min(rounds) < FEW_ROUNDS:
+    flags.append(f"{min(rounds)} rounds")
+  if spreads and max(spreads) > WIDE_SPREAD:
+    flags.append(f"spread {100 * max(spreads):.0f}%")
+  return flags
+
+
+def _tree(dirty):
+  return {True: "tree with uncommitted changes", False: "clean tree"}.get(
+      dirty, "tree state not recorded")
+
+
+def source_line(source):
+  """A file's date, machine, commit and tree state, as the file records them."""
+  cpu = source["cpu"] or "CPU not recorded"
+  cores = f" ({source['cores']} cores)" if source["cores"] else ""
+  commit = source["commit"][:10] if source["commit"] else "commit not recorded"
+  when = source["datetime"]
+  if when:
+    when = datetime.datetime.fromisoformat(when).isoformat(timespec="seconds")
+  return (f"`{source['file']}`: pytest-benchmark session of "
+          f"{when or 'an unrecorded date'}, {cpu}{cores}, node "
+          f"{source['node'] or 'not recorded'}, deeprnn_jax commit {commit}, "
+          f"{_tree(source['dirty'])}")
 
 
 def impl_order(rows):
@@ -95,22 +186,72 @@ def _span(values, spec):
   return lo if lo == hi else f"{lo}–{hi}"
 
 
-def header(rows, machine, name):
-  """The lines naming device, date, sizes, matmul rate, machine load and versions."""
+def _widest_gap_s(rows):
+  """The most seconds between the start dates of one point's benchmarks."""
+  starts = {}
+  for r in rows:
+    starts.setdefault(point_key(r), []).append(datetime.datetime.fromisoformat(r["date"]))
+  return max((max(d) - min(d)).total_seconds() for d in starts.values())
+
+
+def session_lines(rows, sources):
+  """What the files show about when the impls of each point ran, and nothing more."""
+  kinds = point_sessions(rows, sources)
+  n = len(kinds)
+  together = sum(k == "back to back" for k in kinds.values())
+  if together == n:
+    return [f"- Every impl of each of the {n} points comes from one file of one session "
+            f"and ran back to back there (consecutive benchmarks; the first and last impl "
+            f"of a point started at most {_widest_gap_s(rows):.0f} s apart)."]
+  mixed = n - together
+  return [f"- {together} of {n} points ran back to back (one session, consecutive "
+          f"benchmarks); at {mixed} the impls come from different sessions or were not "
+          f"consecutive (the table's `session` column), so those ratios also compare "
+          f"whatever changed between the runs."]
+
+
+def timing_lines(rows):
+  """Rounds and spreads over all benchmarks, with the thresholds the table flags."""
+  rounds = sorted(r["rounds"] for r in rows if r.get("rounds") is not None)
+  spreads = sorted(r["spread"] for r in rows if r.get("spread") is not None)
+  lines = []
+  if rounds:
+    few = sum(x < FEW_ROUNDS for x in rounds)
+    lines.append(f"- Timed rounds per benchmark: {rounds[0]}-{rounds[-1]}; {few} of "
+                 f"{len(rounds)} benchmarks had fewer than {FEW_ROUNDS}.")
+  if spreads:
+    wide = sum(x > WIDE_SPREAD for x in spreads)
+    lines.append(f"- Spread of a benchmark's timed rounds ((max - min) / median): median "
+                 f"{100 * spreads[len(spreads) // 2]:.0f}%, largest {100 * spreads[-1]:.0f}%; "
+                 f"{wide} of {len(spreads)} benchmarks above {100 * WIDE_SPREAD:.0f}%. The "
+                 f"table's `flags` column names the points with fewer than {FEW_ROUNDS} "
+                 f"rounds or a spread above {100 * WIDE_SPREAD:.0f}% in any impl: read "
+                 f"their figures as rough.")
+  return lines
+
+
+def header(rows, sources, name):
+  """The lines naming sources, device, date, sizes, matmul rate, load, timing quality."""
   first = rows[0]
   devices = sorted({f"{r['device']}" for r in rows})
   dates = sorted(r["date"] for r in rows)
-  cores = machine.get("cpu", {}).get("count") if isinstance(machine.get("cpu"), dict) else None
   loads = [r.get("load_avg_1min") for r in rows]
   versions = first.get("versions") or {}
+  used = sorted({r["_source"] for r in rows})
   lines = [
       f"# Training-step benchmark: {name}",
+      "",
+      "Generated by `python benchmarks/report.py` from the files named below; edit those "
+      "or the script, not this page.",
       "",
       "One jitted training step of a sequence classifier (forward + backward + "
       "`clip_by_global_norm(1)` + Adam): inputs [B, T, F] -> a stack of L layers of width H "
       "-> last output -> dense(1) -> BCE. PyTorch runs eagerly "
       "(`nn.RNN/LSTM/GRU(num_layers=L)` + `clip_grad_norm_` + Adam).",
       "",
+  ]
+  lines += [f"- Source: {source_line(sources[i])}" for i in used]
+  lines += [
       f"- Device: {'; '.join(devices)}",
       f"- Date: {dates[0][:16]} to {dates[-1][:16]}",
       f"- Sizes: B={first['batch']}, T={first['time']}, F={first['features']}; "
@@ -118,25 +259,17 @@ def header(rows, machine, name):
       f"- float32 matmul rate (1024^3, same session): "
       f"{_span([r['matmul_gflops'] for r in rows], '.1f')} GFLOP/s; MFU = analytic model "
       f"FLOPs per step (forward matmuls x 3) / step time / that rate",
-      f"- Machine load (1-min load average at the start of each benchmark): "
-      f"{_span(loads, '.1f')}" + (f" on {cores} cores" if cores else "") +
-      ". Other processes were running, so absolute figures are noisy; the impls of a "
-      "grid point ran back to back, so their ratios compare like with like.",
+      f"- Machine load (1-min load average at the start of each benchmark, the benchmark "
+      f"itself included): {_span(loads, '.1f')}.",
   ]
-  spreads = sorted(r["spread"] for r in rows if r.get("spread") is not None)
-  if spreads:
-    lines.append(f"- Spread of the timed rounds of one benchmark ((max - min) / median): "
-                 f"median {100 * spreads[len(spreads) // 2]:.0f}%, largest "
-                 f"{100 * spreads[-1]:.0f}%; single cells can be off by that much, trends "
-                 f"across depths and cells are the firmer reading.")
+  lines += session_lines(rows, sources) + timing_lines(rows)
   if versions:
-    lines.append("- Versions: " + ", ".join(f"{k} {v}" for k, v in sorted(versions.items()))
-                 + (f"; deeprnn_jax commit {machine['commit']}" if "commit" in machine else ""))
+    lines.append("- Versions: " + ", ".join(f"{k} {v}" for k, v in sorted(versions.items())))
   return lines
 
 
-def table(rows):
-  """One Markdown row per cell, width and depth."""
+def table(rows, sources):
+  """One Markdown row per cell, width and depth, with how far its timings can be trusted."""
   impls = impl_order(rows)
   ours = [i for i in impls if i.startswith("deeprnn_jax")]
   peers = [i for i in impls if i not in ours]
@@ -152,7 +285,9 @@ def table(rows):
           + [f"{i} tok/s" for i in impls]
           + [f"{a} / {b}" for a, b in ratios]
           + [f"{i} compile s" for i in jitted]
-          + [f"{i} MFU" for i in impls] + ["load"])
+          + [f"{i} MFU" for i in impls]
+          + ["load", "fewest rounds", "largest spread", "session", "flags"])
+  sessions = point_sessions(rows, sources)
   lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
   for cell, hidden, depth in points:
     get = lambda impl: by_key.get((impl, cell, hidden, depth))
@@ -165,6 +300,12 @@ def table(rows):
     cells += [_small(100 * get(i)["mfu"], "%") if get(i) else "–" for i in impls]
     loads = [get(i).get("load_avg_1min") for i in impls if get(i)]
     cells.append(_span(loads, ".0f"))
+    here = [get(i) for i in impls if get(i)]
+    rounds = [r["rounds"] for r in here if r.get("rounds") is not None]
+    spreads = [r["spread"] for r in here if r.get("spread") is not None]
+    cells += [_fmt(min(rounds) if rounds else None, "d"),
+              _small(100 * max(spreads), "%") if spreads else "–",
+              sessions[(cell, hidden, depth)], "; ".join(timing_flags(here)) or "–"]
     lines.append("| " + " | ".join(cells) + " |")
   return lines
 
@@ -243,26 +384,45 @@ def plot(rows, key, label, log, path):
   plt.close(fig)
 
 
-def write_report(paths, out_dir, name):
-  """Writes `<name>.md` and its PNGs under `out_dir`; returns the Markdown path."""
-  rows, machine = load_rows(paths)
-  out_dir = pathlib.Path(out_dir)
-  out_dir.mkdir(parents=True, exist_ok=True)
-  lines = header(rows, machine, name) + ["", "## Results", ""] + table(rows) + [""]
+def render(paths, name):
+  """The Markdown text of the report on `paths`, and the plots it links as
+  [(png name, extra_info key, axis label, log scale)]; nothing is written."""
+  rows, sources = load_rows(paths)
+  lines = header(rows, sources, name) + ["", "## Results", ""] + table(rows, sources) + [""]
   lines += ["Ratios are tokens/s over tokens/s (above 1: deeprnn_jax is faster). "
             "Compile s: `jax.jit(step).trace(...).lower().compile()`; PyTorch is eager. "
             "Load: the 1-min load average when the point's benchmarks started (the machine "
             "has the number of cores named above; more than that means other processes "
-            "shared them).", ""]
+            "shared them). Fewest rounds and largest spread: over the point's impls.", ""]
   lines += memory_table(rows)
+  plots = []
   for suffix, (key, label, log) in PLOTS.items():
     if any(r.get(key) is not None for r in rows):
-      png = out_dir / f"{name}-{suffix}.png"
-      plot(rows, key, label, log, png)
-      lines += [f"![{label} against depth]({png.name})", ""]
+      plots.append((f"{name}-{suffix}.png", key, label, log))
+      lines += [f"![{label} against depth]({name}-{suffix}.png)", ""]
+  return "\n".join(lines), (rows, plots)
+
+
+def write_report(paths, out_dir, name, plots=True):
+  """Writes `<name>.md` (and its PNGs unless `plots` is False) under `out_dir`; returns
+  the Markdown path."""
+  text, (rows, pngs) = render(paths, name)
+  out_dir = pathlib.Path(out_dir)
+  out_dir.mkdir(parents=True, exist_ok=True)
+  if plots:
+    for png, key, label, log in pngs:
+      plot(rows, key, label, log, out_dir / png)
   md = out_dir / f"{name}.md"
-  md.write_text("\n".join(lines))
+  md.write_text(text)
   return md
+
+
+def is_grid_json(path):
+  """Whether `path` is a pytest-benchmark file (results/ also holds other JSON)."""
+  try:
+    return "benchmarks" in json.loads(pathlib.Path(path).read_text())
+  except (OSError, ValueError):
+    return False
 
 
 def main(argv=None):
@@ -272,8 +432,10 @@ def main(argv=None):
   parser.add_argument("--name", help="merge all inputs into one report of this name")
   parser.add_argument("--out-dir", type=pathlib.Path,
                       help="where to write (default: next to each JSON file)")
+  parser.add_argument("--no-plots", action="store_true",
+                      help="write only the Markdown (the PNGs it links stay as they are)")
   args = parser.parse_args(argv)
-  paths = args.json or sorted(RESULTS.glob("*.json"))
+  paths = args.json or [p for p in sorted(RESULTS.glob("*.json")) if is_grid_json(p)]
   if not paths:
     parser.error(f"no JSON files given and none in {RESULTS}")
   missing = [str(p) for p in paths if not p.is_file()]
@@ -281,7 +443,7 @@ def main(argv=None):
     parser.error(f"json: no such file: {', '.join(missing)}")
   groups = [(args.name, paths)] if args.name else [(p.stem, [p]) for p in paths]
   for name, group in groups:
-    md = write_report(group, args.out_dir or group[0].parent, name)
+    md = write_report(group, args.out_dir or group[0].parent, name, plots=not args.no_plots)
     print(md)
 
 

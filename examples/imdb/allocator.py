@@ -2,10 +2,9 @@
 
 XLA's CPU runtime allocates each step's temporaries afresh. glibc returns large freed
 blocks to the OS (they are mmap'ed, or trimmed off the heap's top), so the next step
-page-faults the same memory back in: in the strong preset that was 35 million page
-faults and 81 of 245 CPU-seconds in the kernel. Raising the trim and mmap thresholds
-and using one malloc arena keeps the memory in the process: 0.4 million faults, 5 s in
-the kernel, epochs 69 s -> 55 s, the same numbers (examples/imdb/RESULTS.md).
+page-faults the same memory back in. Raising the trim and mmap thresholds and using one
+malloc arena keeps the memory in the process. What that is worth is measured by
+`measure_allocator.py` and stated in one place only: examples/imdb/RESULTS.md.
 
 It changes this process only, which is why the trainer does it and the library does
 not: a library has no business tuning its user's allocator. The cost is that up to

@@ -334,7 +334,7 @@ def fit(run, cfg, data, train_step, eval_step, origin):
 def main(argv=None):
   explicit, cfg = config.parse(argv)
   faults.arm()  # a bad $DEEPRNN_TEST_FAULT fails here, before any work
-  allocator.keep_freed_memory()  # 1.25x faster epochs on the CPU; see allocator.py
+  allocator.keep_freed_memory()  # keeps XLA's per-step buffers in the process; see allocator.py
   if cfg["resume"]:
     cfg = resume_config(cfg["out"], explicit)
   elif cfg["out"] and checkpoint.exists(cfg["out"]):
