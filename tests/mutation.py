@@ -1,0 +1,169 @@
+"""Mutation check: small wrong changes to the library, each of which some test must catch.
+
+Every mutant replaces one exact snippet of `deeprnn_jax/` in a scratch copy of the
+repository, then runs the tests most likely to notice (stopping at the first failure).
+A mutant is *caught* when those tests fail, *missed* when they pass; a snippet that is no
+longer in the source is an error, so the list cannot silently go stale when the code moves.
+
+    python tests/mutation.py                # every mutant; prints the Markdown table
+    python tests/mutation.py dropout-scale  # the named ones
+    python tests/mutation.py --list
+
+`tests/test_mutation.py` runs a quick part of this list in CI.
+"""
+
+import argparse
+import os
+import pathlib
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from typing import NamedTuple, Tuple
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+
+
+class Mutant(NamedTuple):
+  name: str
+  what: str  # the wrong change, in words
+  path: str  # relative to the repository root
+  old: str   # an exact snippet that occurs once in `path`
+  new: str
+  tests: Tuple[str, ...]  # pytest node ids or files, run in this order with -x
+
+
+REF = "tests/test_reference.py"
+PROPS = "tests/test_properties.py"
+MUTANTS = (
+    Mutant("dropout-scale", "inverted dropout without its 1/(1-rate) scale",
+           "deeprnn_jax/_src/dropout.py", "jnp.where(keep, x / (1.0 - rate), 0)",
+           "jnp.where(keep, x, 0)", (REF,)),
+    Mutant("bf16-in-f32", "bf16 matmuls silently run in float32",
+           "deeprnn_jax/_src/precision.py",
+           "jnp.matmul(a.astype(w.dtype), w, preferred_element_type=out_dtype)",
+           "jnp.matmul(a.astype(out_dtype), w.astype(out_dtype), "
+           "preferred_element_type=out_dtype)", ("tests/test_claims.py",)),
+    Mutant("fast-path-off", "the custom-JVP gradient off by default",
+           "deeprnn_jax/_src/fast_scan.py", 'FASTER_KINDS = ("rnn", "lstm")',
+           "FASTER_KINDS = ()", ("tests/test_claims.py",)),
+    Mutant("lstm-gate-order", "LSTM gates read in the order i, f, o, g",
+           "deeprnn_jax/_src/cells.py", "i, f, g, o = jnp.split(gates, 4, axis=-1)",
+           "i, f, o, g = jnp.split(gates, 4, axis=-1)", ("tests/test_torch_parity.py", REF)),
+    Mutant("forget-bias-block", "the forget bias written into the input gate's block",
+           "deeprnn_jax/_src/cells.py", 'params["b"].at[H:2 * H]', 'params["b"].at[0:H]',
+           ("tests/test_stack.py::test_initializers_selectable_and_forget_bias",)),
+    Mutant("gru-b_hn-outside-r", "GRU: b_hn added outside r * (.)",
+           "deeprnn_jax/_src/cells.py", 'n = jnp.tanh(xn + r * (hn + params["b_hn"]))',
+           'n = jnp.tanh(xn + r * hn + params["b_hn"])', ("tests/test_torch_parity.py", REF)),
+    Mutant("gru-reset-before", "GRU reset-before (r * h) @ W_hn instead of reset-after",
+           "deeprnn_jax/_src/cells.py", 'n = jnp.tanh(xn + r * (hn + params["b_hn"]))',
+           'n = jnp.tanh(xn + precision.dot(r * h, params["w_hh"][:, 2 * H:], '
+           'params["b"].dtype) + params["b_hn"])', ("tests/test_torch_parity.py", REF)),
+    Mutant("length-mask-off-by-one", "the time scan keeps step t = lengths[b] valid",
+           "deeprnn_jax/_src/unroll.py", "return _mask_step(t < lengths, new_c, c, y)",
+           "return _mask_step(t <= lengths, new_c, c, y)", (REF, PROPS)),
+    Mutant("fast-length-mask-off-by-one", "the custom-JVP scan keeps t = lengths[b] valid",
+           "deeprnn_jax/_src/fast_scan.py",
+           "valid = jnp.arange(xs.shape[0], dtype=lengths.dtype)[:, None] < lengths[None]",
+           "valid = jnp.arange(xs.shape[0], dtype=lengths.dtype)[:, None] <= lengths[None]",
+           (REF, PROPS)),
+    Mutant("reverse-from-T-1", "the backward direction starts at T-1, not lengths[b]-1",
+           "deeprnn_jax/_src/stack.py",
+           "new_carry, y = run(c, pd, x, carry if name is None else carry[d], lengths,",
+           "new_carry, y = run(c, pd, x, carry if name is None else carry[d], "
+           "None if d else lengths,", (REF, "tests/test_bidirectional.py")),
+    Mutant("residual-across-widths", "a residual that adds a narrower layer's input slice",
+           "deeprnn_jax/_src/stack.py",
+           "if residual and y.shape[-1] == F:\n      y = y + jnp.where(layer > 0, h, 0)",
+           "if residual and y.shape[-1] <= F:\n"
+           "      y = y + jnp.where(layer > 0, h[..., :y.shape[-1]], 0)", (REF, PROPS)),
+    Mutant("clip-threshold", "global-norm clipping at twice the requested bound",
+           "deeprnn_jax/_src/train.py", "optax.clip_by_global_norm(float(max_norm))",
+           "optax.clip_by_global_norm(2 * float(max_norm))", ("tests/test_train.py",)),
+    Mutant("carry-in-compute-dtype", "the state kept in the compute dtype (bf16) too",
+           "deeprnn_jax/_src/precision.py",
+           "  return a if bits_a > bits_b else b\n",
+           "  return b\n", ("tests/test_layer_norm.py", "tests/test_features.py", PROPS)),
+)
+BY_NAME = {m.name: m for m in MUTANTS}
+
+
+def _copy_repo(dest):
+  ignore = shutil.ignore_patterns(".git", ".venv", ".ci-venv", "runs", "__pycache__",
+                                  ".pytest_cache", ".hypothesis", ".benchmarks", "*.png")
+  shutil.copytree(REPO, dest, ignore=ignore)
+
+
+def _apply(mutant, root):
+  path = pathlib.Path(root) / mutant.path
+  source = path.read_text()
+  count = source.count(mutant.old)
+  if count != 1:
+    raise RuntimeError(f"mutant {mutant.name}: expected its snippet once in {mutant.path}, "
+                       f"found it {count} times; update MUTANTS to the current source")
+  path.write_text(source.replace(mutant.old, mutant.new))
+
+
+def _env(root):
+  # the scratch copy first on sys.path, ahead of the editable install of the real one
+  env = dict(os.environ, PYTHONPATH=str(root), PYTHONDONTWRITEBYTECODE="1")
+  env.setdefault("CI", "true")  # no skips: a skipped test catches nothing
+  return env
+
+
+def run(mutant, timeout=900):
+  """Runs one mutant: ("caught" | "missed", the test that failed or "", seconds)."""
+  start = time.perf_counter()
+  with tempfile.TemporaryDirectory(prefix=f"mutant-{mutant.name}-") as tmp:
+    root = pathlib.Path(tmp) / "repo"
+    _copy_repo(root)
+    _apply(mutant, root)
+    env = _env(root)
+    where = subprocess.run([sys.executable, "-c", "import deeprnn_jax; print(deeprnn_jax.__file__)"],
+                           cwd=root, env=env, capture_output=True, text=True, check=True)
+    if not where.stdout.strip().startswith(str(root)):
+      raise RuntimeError(f"the mutated copy was not imported: {where.stdout.strip()}")
+    proc = subprocess.run([sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider",
+                           "--benchmark-disable", "-rf", *mutant.tests], cwd=root, env=env,
+                          capture_output=True, text=True, timeout=timeout)
+  failed = [line.split(" ")[1] for line in proc.stdout.splitlines() if line.startswith("FAILED ")]
+  status = "missed" if proc.returncode == 0 else "caught"
+  if proc.returncode not in (0, 1):  # a crash or a collection error also catches it
+    failed = failed or [f"pytest exit {proc.returncode}"]
+  return status, (failed[0] if failed else ""), time.perf_counter() - start
+
+
+def table(results):
+  rows = ["| mutant | the wrong change | result | first failing test | s |",
+          "| --- | --- | --- | --- | ---: |"]
+  for m, (status, test, seconds) in results:
+    rows.append(f"| `{m.name}` | {m.what} | {status} | `{test}` | {seconds:.0f} |")
+  return "\n".join(rows)
+
+
+def main(argv=None):
+  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  parser.add_argument("names", nargs="*", help="mutants to run (default: all)")
+  parser.add_argument("--list", action="store_true", help="list the mutants and exit")
+  args = parser.parse_args(argv)
+  if args.list:
+    for m in MUTANTS:
+      print(f"{m.name}: {m.what}")
+    return 0
+  unknown = [n for n in args.names if n not in BY_NAME]
+  if unknown:
+    parser.error(f"names: expected mutants from --list, got {unknown}")
+  chosen = [BY_NAME[n] for n in args.names] if args.names else list(MUTANTS)
+  results = []
+  for m in chosen:
+    results.append((m, run(m)))
+    print(f"{m.name}: {results[-1][1][0]} ({results[-1][1][2]:.0f} s) {results[-1][1][1]}",
+          file=sys.stderr, flush=True)
+  print(table(results))
+  return 0 if all(r[0] == "caught" for _, r in results) else 1
+
+
+if __name__ == "__main__":
+  sys.exit(main())
