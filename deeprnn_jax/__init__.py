@@ -51,9 +51,12 @@ __all__ = (
 
 
 def __getattr__(name):
-  # imported on first use, so that `import deeprnn_jax` needs no Flax; it is left out of
+  # imported on first use, so that `import deeprnn_jax` needs no Flax; they are left out of
   # __all__ so that `from deeprnn_jax import *` needs none either
   if name == "FlaxStackedRNN":
     from deeprnn_jax._src.flax_adapter import FlaxStackedRNN
     return FlaxStackedRNN
+  if name == "NNXStackedRNN":
+    from deeprnn_jax._src.nnx_adapter import NNXStackedRNN
+    return NNXStackedRNN
   raise AttributeError(f"module 'deeprnn_jax' has no attribute {name!r}")

@@ -29,6 +29,7 @@ DEFAULTS = dict(
     download=False,     # let tfds download and prepare a missing imdb_reviews (needs a network)
     out=None,           # where metrics.json, curves.png and checkpoints go
     resume=False,       # continue from the checkpoint in --out
+    export=None,        # after training, write the inference function (jax.export) here
 )
 
 PRESETS = {
@@ -110,6 +111,11 @@ def parser():
                       "is missing (needs a network; off: a missing dataset is an error)")
   p.add_argument("--out", metavar="DIR")
   p.add_argument("--resume", action="store_true", help="continue from the checkpoint in --out")
+  p.add_argument("--export", metavar="PATH",
+                 help="after training, write the tested params' inference function "
+                      "(tokens, lengths -> probabilities; any batch size and length) as a "
+                      "serialized jax.export.Exported to PATH, and the vocabulary to "
+                      "PATH.vocab.json; see examples/imdb/export.py")
   return p
 
 

@@ -10,7 +10,9 @@ is downloaded unless `--download` lets tfds fetch and prepare a missing dataset 
 atomic checkpoint after every epoch (and every `--ckpt-every` steps); Ctrl-C or SIGTERM
 saves one before exiting, and a non-finite loss or gradient stops the run naming the
 step, keeping the last good checkpoint. `--resume` continues where the checkpoint left
-off and ends with the same parameters and metrics as an uninterrupted run.
+off and ends with the same parameters and metrics as an uninterrupted run. `--export PATH`
+writes the tested params' inference function as a serialized `jax.export.Exported`
+(export.py), loadable with JAX alone.
 """
 
 import json
@@ -28,6 +30,7 @@ from tqdm import tqdm
 import allocator
 import checkpoint
 import config
+import export
 import faults
 import input_pipeline
 import model
@@ -282,6 +285,21 @@ def compile_steps(net, tx, grad_metrics, run, cfg):
            for t in lengths})
 
 
+def selected_params(run, cfg):
+  """The params `--select` picks: those of the best validation epoch, or the last."""
+  if cfg["select"] == "best" and run["best"]["epoch"] != run["epoch"]:
+    return run["state"]["best_params"]
+  return run["state"]["params"]
+
+
+def export_model(net, run, cfg, vocab):
+  """Writes the selected params' inference function to --export (and its vocabulary)."""
+  export.export_classifier(net, jax.device_get(selected_params(run, cfg)), cfg["maxlen"],
+                           cfg["export"], vocab=vocab)
+  print(f"exported the inference function to {cfg['export']} (vocabulary: "
+        f"{cfg['export']}{export.VOCAB_SUFFIX}); load it with jax.export.deserialize")
+
+
 def test_metrics(run, cfg, data, eval_step):
   """Test loss and accuracy of the params `--select` picks (by default those of the epoch
   with the best validation accuracy), and of the last epoch's."""
@@ -370,6 +388,8 @@ def main(argv=None):
 
   fit(run, cfg, data, train_step, eval_step, origin)
   write_outputs(cfg, run, test_metrics(run, cfg, data, eval_step), origin)
+  if cfg["export"]:
+    export_model(net, run, cfg, data.vocab)
   return 0
 
 
