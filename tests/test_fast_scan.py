@@ -15,7 +15,7 @@ from helpers import assert_trees_close, randomize
 
 T, B, F, H = 6, 3, 4, 5
 KINDS = [("rnn", {}), ("rnn", {"nonlinearity": "relu"}), ("lstm", {}), ("gru", {})]
-NAMES = ["rnn_tanh", "rnn_relu", "lstm", "gru"]
+RULES = [fast_scan.RNN_TANH, fast_scan.RNN_RELU, fast_scan.LSTM, fast_scan.GRU]
 
 
 def setup(kind, kw, dtype=jnp.float32):
@@ -36,26 +36,26 @@ def loss(cell, lengths, reverse, fast):
 
 
 @pytest.mark.parametrize("kind,kw", KINDS)
-def test_match_names_the_plain_cells(kind, kw):
+def test_plain_cells_declare_their_rule(kind, kw):
   cell, params, xs, carry = setup(kind, kw)
-  name = NAMES[KINDS.index((kind, kw))]
-  assert fast_scan.match(cell, params, carry, xs[0]) == name
+  assert cell.fast_rule is RULES[KINDS.index((kind, kw))]
+  assert fast_scan.applies(cell.fast_rule, params, carry, xs[0])
 
 
 @pytest.mark.parametrize("kind,kw", KINDS)
-def test_match_refuses_changed_maths(kind, kw):
+def test_changed_maths_has_no_rule(kind, kw):
   """Cells computing something else fall back to the plain scan: a step in another dtype,
-  recurrent dropout, layer norm."""
+  recurrent dropout, layer norm; and a rule never runs on mixed dtypes."""
   cell, params, xs, carry = setup(kind, kw)
   bf16 = precision.keep_carry_dtype(cell, jnp.bfloat16, carry)  # float32 carry
-  assert fast_scan.match(bf16, params, carry, xs[0]) is None
+  assert bf16.fast_rule is None
   mask = drop_lib.sequence_mask(jax.random.key(5), 0.5, B, H, jnp.float32)
-  dropped, dropped_params = drop_lib.with_recurrent_mask(cell, params, mask)
-  assert fast_scan.match(dropped, dropped_params, carry, xs[0]) is None
+  dropped, _ = drop_lib.with_recurrent_mask(cell, params, mask)
+  assert dropped.fast_rule is None
+  mixed = precision.cast_params(params, jnp.bfloat16, jnp.float32)
+  assert not fast_scan.applies(cell.fast_rule, mixed, carry, xs[0])
   if kind != "rnn":
-    ln = make_cell(kind, H, layer_norm=True)
-    ln_params = ln.init(jax.random.key(1), F)
-    assert fast_scan.match(ln, ln_params, carry, xs[0]) is None
+    assert make_cell(kind, H, layer_norm=True).fast_rule is None
 
 
 @pytest.mark.parametrize("kind,kw", KINDS)
@@ -105,7 +105,7 @@ def test_unroll_keeps_values_and_gradients():
 @pytest.mark.parametrize("kind,kw", KINDS[2:])
 def test_bf16_stays_bf16(kind, kw):
   cell, params, xs, carry = setup(kind, kw, jnp.bfloat16)
-  assert fast_scan.match(cell, params, carry, xs[0]) is not None
+  assert fast_scan.applies(cell.fast_rule, params, carry, xs[0])
   final, ys = scan_layer(cell, params, xs, carry, fast_grad=True)
   assert ys.dtype == jnp.bfloat16
   assert all(a.dtype == jnp.bfloat16 for a in jax.tree.leaves(final))

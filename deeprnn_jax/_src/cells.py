@@ -25,6 +25,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from deeprnn_jax._src import fast_scan
 from deeprnn_jax._src import initializers as inits
 from deeprnn_jax._src import precision
 from deeprnn_jax._src.base import Cell, LSTMState
@@ -58,8 +59,10 @@ def _recurrent(params, h, gates, layer_norm):
   return hp
 
 
-def _make_cell(kind, hidden_size, gates, recur, init_fn, carry_fn, layer_norm=False):
-  """Builds the Cell from a cell's recurrence; project and step are shared."""
+def _make_cell(kind, hidden_size, gates, recur, init_fn, carry_fn, layer_norm=False,
+               fast_rule=None):
+  """Builds the Cell from a cell's recurrence; project and step are shared. A layer-norm
+  cell has no fast rule: the rules are written for the plain projections."""
 
   def project(params, x):
     xp = precision.dot(x, params["w_ih"], params["b"].dtype)
@@ -72,7 +75,7 @@ def _make_cell(kind, hidden_size, gates, recur, init_fn, carry_fn, layer_norm=Fa
 
   return Cell(init=init_fn, project=project, recur=recur, step=step,
               initial_carry=carry_fn, hidden_size=hidden_size, kind=kind, gates=gates,
-              layer_norm=layer_norm)
+              layer_norm=layer_norm, fast_rule=None if layer_norm else fast_rule)
 
 
 def _add_ln_params(hidden_size, gates, cell_state):
@@ -159,7 +162,8 @@ def rnn(hidden_size: int, *, nonlinearity: str = "tanh",
   init = _init_fn(hidden_size, 1, inits.resolve(kernel_init, default_kernel, "kernel_init"),
                   inits.resolve(recurrent_init, "orthogonal", "recurrent_init"),
                   inits.resolve(bias_init, "zeros", "bias_init"))
-  return _make_cell("rnn", hidden_size, 1, recur, init, _h_carry(hidden_size))
+  rule = fast_scan.RNN_RELU if nonlinearity == "relu" else fast_scan.RNN_TANH
+  return _make_cell("rnn", hidden_size, 1, recur, init, _h_carry(hidden_size), fast_rule=rule)
 
 
 def lstm(hidden_size: int, *, forget_bias: float = 1.0, layer_norm: bool = False,
@@ -210,7 +214,7 @@ def lstm(hidden_size: int, *, forget_bias: float = 1.0, layer_norm: bool = False
                   inits.resolve(bias_init, "zeros", "bias_init"),
                   extra=_chain(add_forget_bias, _add_ln_params(H, 4, True)) if layer_norm
                   else add_forget_bias)
-  return _make_cell("lstm", H, 4, recur, init, initial_carry, layer_norm)
+  return _make_cell("lstm", H, 4, recur, init, initial_carry, layer_norm, fast_scan.LSTM)
 
 
 def gru(hidden_size: int, *, layer_norm: bool = False,
@@ -255,7 +259,7 @@ def gru(hidden_size: int, *, layer_norm: bool = False,
                   inits.resolve(recurrent_init, "orthogonal", "recurrent_init"),
                   bias, extra=_chain(add_b_hn, _add_ln_params(H, 3, False)) if layer_norm
                   else add_b_hn)
-  return _make_cell("gru", H, 3, recur, init, _h_carry(H), layer_norm)
+  return _make_cell("gru", H, 3, recur, init, _h_carry(H), layer_norm, fast_scan.GRU)
 
 
 CELLS = {"rnn": rnn, "lstm": lstm, "gru": gru}

@@ -55,4 +55,5 @@ def with_recurrent_mask(cell: Cell, params, mask):
   def step(p, carry, x):
     return recur(p, carry, cell.project(p, x))
 
-  return cell._replace(recur=recur, step=step), params
+  # the cell's fast rule computes the unmasked recurrence: the wrapped cell has none
+  return cell._replace(recur=recur, step=step, fast_rule=None), params

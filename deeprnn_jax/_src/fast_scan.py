@@ -14,20 +14,42 @@ Every operation of the tangent step involves a tangent, so that partial evaluati
 leaves nothing of it in the forward pass: the saved residuals are exactly the gate
 activations the forward step computes anyway (7H per step and row for the LSTM).
 
-The fast path runs only when it provably computes the cell's own recurrence: `match`
-compares the jaxpr of `cell.recur` with that of the mirrored step below, so a wrapped cell
-(recurrent dropout, a compute dtype other than the carry's) or a layer-norm cell falls
-back to the plain scan.
+A cell declares its rule (`Cell.fast_rule`, a `FastRule`): the plain RNN, LSTM and GRU
+of cells.py use the rules below, written op for op as their `recur` (the tests compare
+values and gradients with autodiff of the plain scan). A cell without a rule, a layer-norm
+cell, or a cell a wrapper changed (recurrent dropout, a compute dtype other than the
+carry's: the wrappers drop the rule) gets autodiff of the plain scan.
 """
 
 import functools
+from typing import Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
 from jax import lax
 
+from deeprnn_jax._src import masking
 from deeprnn_jax._src import precision
 from deeprnn_jax._src.base import LSTMState
+
+
+
+class FastRule(NamedTuple):
+  """A cell's hand-written JVP for the time scan (the cell declares it; see module doc).
+
+  Attributes:
+    step: `step(params, carry, xp_t) -> ((carry, y), residuals)`, op for op the cell's
+      `recur`, also returning what `tangent` needs.
+    tangent: `tangent(w_hh, dcarry, u_t, residuals) -> (dcarry, dy)`, the in-loop part
+      of the JVP; every op reads a tangent.
+    hoisted: `hoisted(params, dparams, xs, dxs, h_prev) -> u [T, B, ...]`, the tangent
+      parts that need no recurrence, for all steps at once.
+  """
+
+  step: Callable
+  tangent: Callable
+  hoisted: Callable
+
 
 # --------------------------------------------------------------------------------------
 # Forward steps, op for op the `recur` of cells.py, also returning what the tangent needs.
@@ -45,7 +67,7 @@ def _rnn_step(act):
 def _lstm_step(params, carry, xp):
   gates = xp + precision.dot(carry.h, params["w_hh"], params["b"].dtype)  # [B, 4H]
   i, f, g, o = jnp.split(gates, 4, axis=-1)
-  f = jax.nn.sigmoid(f)  # this order is cells.py's, which `match` checks op by op
+  f = jax.nn.sigmoid(f)  # this order is cells.py's: the same ops give the same numbers
   fc = f * carry.c
   i, g = jax.nn.sigmoid(i), jnp.tanh(g)
   c = fc + i * g
@@ -71,57 +93,6 @@ def _gru_step(params, h, xp):
 
 def _project(params, x):
   return precision.dot(x, params["w_ih"], params["b"].dtype) + params["b"]
-
-
-STEPS = {"rnn_tanh": _rnn_step(jnp.tanh), "rnn_relu": _rnn_step(jax.nn.relu),
-         "lstm": _lstm_step, "gru": _gru_step}
-CANDIDATES = {"rnn": ("rnn_tanh", "rnn_relu"), "lstm": ("lstm",), "gru": ("gru",)}
-# Where the custom JVP measured faster than autodiff of the plain scan on the 2-core CPU
-# (training step of one layer, F=256, H=256): RNN 1.55x, LSTM 1.16x, GRU 0.95x.
-FASTER_KINDS = ("rnn", "lstm")
-
-
-def _jaxpr_text(fn, *args):
-  closed, shape = jax.make_jaxpr(fn, return_shape=True)(*args)
-  return str(closed), jax.tree.structure(shape)
-
-
-def match(cell, params, carry, x_t):
-  """The name of the mirrored step that computes `cell.step`, or None if none does.
-
-  Args:
-    cell: the layer's Cell (possibly wrapped by the stack).
-    params: its parameters.
-    carry: the initial carry.
-    x_t: one step of the input [B, F].
-
-  Returns:
-    A key of `STEPS`, or None.
-  """
-  if getattr(cell, "layer_norm", False) or cell.kind not in CANDIDATES:
-    return None
-  if not isinstance(params, dict) or any(
-      getattr(params.get(k), "ndim", None) != n for k, n in (("w_ih", 2), ("w_hh", 2), ("b", 1))):
-    return None
-  # the tangents below are written for one dtype throughout (not mixed precision)
-  if len({jnp.dtype(a.dtype) for a in jax.tree.leaves((params, carry, x_t))}) != 1:
-    return None
-  spec = jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype), (params, carry, x_t))
-  try:  # a cell this module cannot trace on its own is not one it knows
-    if _jaxpr_text(cell.project, spec[0], spec[2]) != _jaxpr_text(_project, spec[0], spec[2]):
-      return None
-    xp_t = jax.eval_shape(cell.project, spec[0], spec[2])
-    want = _jaxpr_text(cell.recur, spec[0], spec[1], xp_t)
-  except Exception:
-    return None
-  for name in CANDIDATES[cell.kind]:
-    try:
-      got = _jaxpr_text(lambda p, c, x, s=STEPS[name]: s(p, c, x)[0], spec[0], spec[1], xp_t)
-    except Exception:
-      continue
-    if got == want:
-      return name
-  return None
 
 
 # --------------------------------------------------------------------------------------
@@ -171,12 +142,10 @@ def _gru_tangent(w_hh, dh, u, res):
   return dh_new, dh_new
 
 
-TANGENTS = {"rnn_tanh": _rnn_tangent(False), "rnn_relu": _rnn_tangent(True),
-            "lstm": _lstm_tangent, "gru": _gru_tangent}
 
 
-def _hoisted(name, params, dparams, xs, dxs, h_prev):
-  """The tangent parts that need no recurrence, for all steps at once: [T, B, ...].
+def _hoisted_dense(params, dparams, xs, dxs, h_prev):
+  """The tangent parts that need no recurrence, for all steps at once: [T, B, G*H] each.
 
   Each is one matmul over all T*B rows; in reverse mode they become the weight gradients
   X^T @ dGates and H_prev^T @ dGates and the input gradient dGates @ w_ih^T.
@@ -184,36 +153,53 @@ def _hoisted(name, params, dparams, xs, dxs, h_prev):
   dxp = (jnp.einsum("tbf,fg->tbg", dxs, params["w_ih"])
          + jnp.einsum("tbf,fg->tbg", xs, dparams["w_ih"]) + dparams["b"])  # [T, B, G*H]
   dhp = jnp.einsum("tbh,hg->tbg", h_prev, dparams["w_hh"])  # [T, B, G*H]
-  if name != "gru":
-    return dxp + dhp
+  return dxp, dhp
+
+
+def _hoisted_sum(params, dparams, xs, dxs, h_prev):
+  dxp, dhp = _hoisted_dense(params, dparams, xs, dxs, h_prev)
+  return dxp + dhp
+
+
+def _hoisted_gru(params, dparams, xs, dxs, h_prev):
+  dxp, dhp = _hoisted_dense(params, dparams, xs, dxs, h_prev)
   H = h_prev.shape[-1]
   # r and z read xp + hp; n reads xn and r * (hn + b_hn) apart: [xr'+hr', xz'+hz', xn', hn'+b_hn']
   return jnp.concatenate([dxp[..., :2 * H] + dhp[..., :2 * H], dxp[..., 2 * H:],
                           dhp[..., 2 * H:] + dparams["b_hn"]], axis=-1)  # [T, B, 4H]
 
 
+RNN_TANH = FastRule(_rnn_step(jnp.tanh), _rnn_tangent(False), _hoisted_sum)
+RNN_RELU = FastRule(_rnn_step(jax.nn.relu), _rnn_tangent(True), _hoisted_sum)
+LSTM = FastRule(_lstm_step, _lstm_tangent, _hoisted_sum)
+GRU = FastRule(_gru_step, _gru_tangent, _hoisted_gru)
+
+
+def applies(rule, params, carry, x_t) -> bool:
+  """Whether `rule` can run this layer: dense kernels, and one dtype throughout (the
+  tangents are not written for mixed precision)."""
+  if rule is None or not isinstance(params, dict) or any(
+      getattr(params.get(k), "ndim", None) != n for k, n in (("w_ih", 2), ("w_hh", 2), ("b", 1))):
+    return False
+  return len({jnp.dtype(a.dtype) for a in jax.tree.leaves((params, carry, x_t))}) == 1
+
+
 # --------------------------------------------------------------------------------------
 # The recurrence with its JVP rule.
 
 
-def _select(valid, new, old):
-  return jax.tree.map(lambda n, o: jnp.where(valid[:, None], n, o), new, old)
-
-
-def _forward(name, params, carry, xs, valid, reverse, unroll, keep):
+def _forward(rule, params, carry, xs, valid, reverse, unroll, keep):
   """The forward scan; with `keep`, also the residuals of every step.
 
   The input projection runs inside the loop, one [B, F] x [F, G*H] matmul per step: on
   the CPU that beats one hoisted [T*B, F] matmul, whose [T, B, G*H] result costs more in
   memory traffic than the small matmuls lose in efficiency.
   """
-  step = STEPS[name]
-
   def body(c, inp):
     x_t, valid_t = inp
-    (new_c, y), res = step(params, c, _project(params, x_t))
+    (new_c, y), res = rule.step(params, c, _project(params, x_t))
     if valid_t is not None:
-      new_c, y = _select(valid_t, new_c, c), jnp.where(valid_t[:, None], y, 0)
+      new_c, y = masking.mask_step(valid_t, new_c, c, y)
     return new_c, (y, res if keep else None)
 
   final, (ys, res) = lax.scan(body, carry, (xs, valid), reverse=reverse, unroll=unroll)
@@ -221,36 +207,35 @@ def _forward(name, params, carry, xs, valid, reverse, unroll, keep):
 
 
 @functools.partial(jax.custom_jvp, nondiff_argnums=(0, 1, 2))
-def _recurrence(name, reverse, unroll, params, carry, xs, valid):
-  final, ys, _ = _forward(name, params, carry, xs, valid, reverse, unroll, keep=False)
+def _recurrence(rule, reverse, unroll, params, carry, xs, valid):
+  final, ys, _ = _forward(rule, params, carry, xs, valid, reverse, unroll, keep=False)
   return final, ys
 
 
 @_recurrence.defjvp
-def _recurrence_jvp(name, reverse, unroll, primals, tangents):
+def _recurrence_jvp(rule, reverse, unroll, primals, tangents):
   params, carry, xs, valid = primals
   dparams, dcarry, dxs, _ = tangents
-  final, ys, res = _forward(name, params, carry, xs, valid, reverse, unroll, keep=True)
-  u = _hoisted(name, params, dparams, xs, dxs, res[0])
-  tangent = TANGENTS[name]
+  final, ys, res = _forward(rule, params, carry, xs, valid, reverse, unroll, keep=True)
+  u = rule.hoisted(params, dparams, xs, dxs, res[0])
   w_hh = params["w_hh"]
 
   def body(dc, inp):
     u_t, res_t, valid_t = inp
-    new_dc, dy = tangent(w_hh, dc, u_t, res_t)
+    new_dc, dy = rule.tangent(w_hh, dc, u_t, res_t)
     if valid_t is not None:
-      new_dc, dy = _select(valid_t, new_dc, dc), jnp.where(valid_t[:, None], dy, 0)
+      new_dc, dy = masking.mask_step(valid_t, new_dc, dc, dy)
     return new_dc, dy
 
   dfinal, dys = lax.scan(body, dcarry, (u, res, valid), reverse=reverse, unroll=unroll)
   return (final, ys), (dfinal, dys)
 
 
-def recurrence(name, params, carry, xs, lengths=None, *, reverse=False, unroll=1):
-  """Runs the mirrored step `name` over xs [T, B, F] with the custom-JVP gradient.
+def recurrence(rule, params, carry, xs, lengths=None, *, reverse=False, unroll=1):
+  """Runs `rule.step` over xs [T, B, F] with the custom-JVP gradient.
 
   Args:
-    name: a key of `STEPS`, from `match`.
+    rule: the cell's FastRule (`applies` must hold).
     params: the layer's parameters (w_ih, w_hh, b, and b_hn for the GRU).
     carry: initial carry.
     xs: the inputs [T, B, F] (time-major).
@@ -260,7 +245,5 @@ def recurrence(name, params, carry, xs, lengths=None, *, reverse=False, unroll=1
   Returns:
     (final carry, ys [T, B, H]), the numbers of `cell.step` looped over time.
   """
-  valid = None
-  if lengths is not None:
-    valid = jnp.arange(xs.shape[0], dtype=lengths.dtype)[:, None] < lengths[None]  # [T, B]
-  return _recurrence(name, reverse, unroll, params, carry, xs, valid)
+  valid = masking.valid_steps(xs.shape[0], lengths)  # [T, B] or None
+  return _recurrence(rule, reverse, unroll, params, carry, xs, valid)

@@ -86,4 +86,4 @@ def keep_carry_dtype(cell: Cell, compute_dtype, carry) -> Cell:
   def step(params, carry, x):
     return recur(params, carry, cell.project(params, x))
 
-  return cell._replace(recur=recur, step=step)
+  return cell._replace(recur=recur, step=step, fast_rule=None)  # the rule is one-dtype

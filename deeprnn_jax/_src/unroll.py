@@ -9,14 +9,10 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
+from deeprnn_jax._src import fast_grad_choice
 from deeprnn_jax._src import fast_scan
 from deeprnn_jax._src.base import Cell
-
-
-def _mask_step(valid, new_carry, old_carry, y):
-  """Keeps the old carry and zeroes y where `valid` [B] is False."""
-  keep = lambda n, o: jnp.where(valid[:, None], n, o)
-  return jax.tree.map(keep, new_carry, old_carry), jnp.where(valid[:, None], y, 0)
+from deeprnn_jax._src.masking import mask_step as _mask_step
 
 
 def scan_layer(cell: Cell, params, xs, carry, lengths=None, *, reverse=False, unroll=1,
@@ -37,20 +33,18 @@ def scan_layer(cell: Cell, params, xs, carry, lengths=None, *, reverse=False, un
     lengths: optional int [B]; steps t >= lengths[b] leave sequence b untouched.
     reverse: scan from t = T-1 down to 0 (over the whole padded axis).
     unroll: passed to `lax.scan`.
-    fast_grad: True: for the plain RNN, LSTM and GRU cells, differentiate through a
-      custom JVP that keeps the weight gradients out of the backward loop (`fast_scan.py`;
-      same numbers). None (default): only where that measured faster on the CPU (RNN and
-      LSTM, not GRU; benchmarks/NOTES.md). False, and other cells: autodiff of the plain
-      scan.
+    fast_grad: True: for a cell that declares a fast rule (the plain RNN, LSTM and GRU),
+      differentiate through its custom JVP, which keeps the weight gradients out of the
+      backward loop (`fast_scan.py`; same numbers). None (default): only where the rule
+      measured faster on this backend (`fast_grad_choice.py`). False, and cells without a
+      rule (or one a wrapper dropped): autodiff of the plain scan.
 
   Returns:
     (final carry, ys [T, B, H]).
   """
-  name = None
-  if fast_grad or (fast_grad is None and cell.kind in fast_scan.FASTER_KINDS):
-    name = fast_scan.match(cell, params, carry, xs[0])
-  if name is not None:
-    return fast_scan.recurrence(name, params, carry, xs, lengths, reverse=reverse,
+  wanted = fast_grad or (fast_grad is None and fast_grad_choice.prefers_fast(cell.kind))
+  if wanted and fast_scan.applies(cell.fast_rule, params, carry, xs[0]):
+    return fast_scan.recurrence(cell.fast_rule, params, carry, xs, lengths, reverse=reverse,
                                 unroll=unroll)
   if lengths is None:
     body = lambda c, x_t: cell.step(params, c, x_t)

@@ -18,7 +18,7 @@ import jax.numpy as jnp
 from jax import lax
 
 from deeprnn_jax._src.base import Cell
-from deeprnn_jax._src.unroll import _mask_step
+from deeprnn_jax._src.masking import mask_step as _mask_step
 
 
 def _group_size(params) -> int:
