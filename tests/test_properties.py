@@ -2,9 +2,9 @@
 lengths, options and dtypes.
 
 Every example builds a random stack and checks it against references: an independent
-NumPy loop written here from the equations in the cells' docstrings (float64, one
-sequence at a time, each cut to its length, so it is also the "run the sequence unpadded"
-reference), and the library's Python-loop `apply_reference`.
+NumPy loop written from the equations in the cells' docstrings (`np_reference.py`:
+float64, one sequence at a time, each cut to its length, so it is also the "run the
+sequence unpadded" reference), and the library's Python-loop `apply_reference`.
 
 Cost: every example has new shapes, so it compiles. The model is jitted once per example
 with XLA's backend optimisations off (`FAST_COMPILE`, 2-3x cheaper to compile, same
@@ -23,6 +23,7 @@ import numpy as np
 from hypothesis import HealthCheck, event, given, settings, strategies as st
 
 import deeprnn_jax as drnn
+from np_reference import numpy_output, numpy_stack
 
 KINDS = (("rnn", "tanh"), ("rnn", "relu"), ("lstm", None), ("gru", None))
 _STACK_ARGS = inspect.signature(drnn.stacked_rnn).parameters
@@ -47,110 +48,6 @@ def examples(n):
 
 def fast_jit(f, **kwargs):
   return jax.jit(f, compiler_options=FAST_COMPILE, **kwargs)
-
-
-# --------------------------------------------------------------------------------------
-# The independent NumPy reference, from the cells' docstrings.
-
-def _sigmoid(v):
-  return 1.0 / (1.0 + np.exp(-v))
-
-
-def _ln(a, blocks):
-  """Layer norm of each of `blocks` equal parts of a [G*H] vector (eps 1e-5)."""
-  a = a.reshape(blocks, -1)
-  a = (a - a.mean(-1, keepdims=True)) / np.sqrt(a.var(-1, keepdims=True) + 1e-5)
-  return a.reshape(-1)
-
-
-def _np_step(kind, act, p, h, c, x):
-  """One step of one sequence: x [F], h and c [H] -> (h, c); c is None but for LSTM."""
-  G = {"rnn": 1, "lstm": 4, "gru": 3}[kind]
-  ln = "ln_ih_scale" in p
-  xp = x @ p["w_ih"]
-  hp = h @ p["w_hh"]
-  if ln:  # xp = LN(x @ w_ih) * ln_ih_scale + b,  hp = LN(h @ w_hh) * ln_hh_scale
-    xp, hp = _ln(xp, G) * p["ln_ih_scale"], _ln(hp, G) * p["ln_hh_scale"]
-  xp = xp + p["b"]
-  if kind == "rnn":  # h_t = act(x_t @ w_ih + h_{t-1} @ w_hh + b)
-    return act(xp + hp), None
-  if kind == "lstm":  # [i, f, g, o] = x_t @ w_ih + h_{t-1} @ w_hh + b
-    i, f, g, o = np.split(xp + hp, 4)
-    c = _sigmoid(f) * c + _sigmoid(i) * np.tanh(g)
-    c_out = _ln(c, 1) * p["ln_c_scale"] + p["ln_c_bias"] if ln else c
-    return _sigmoid(o) * np.tanh(c_out), c
-  # GRU, reset-after: n = tanh(xn + r * (hn + b_hn)), h = (1 - z) * n + z * h
-  xr, xz, xn = np.split(xp, 3)
-  hr, hz, hn = np.split(hp, 3)
-  r, z = _sigmoid(xr + hr), _sigmoid(xz + hz)
-  n = np.tanh(xn + r * (hn + p["b_hn"]))
-  return (1.0 - z) * n + z * h, None
-
-
-def _np_run(kind, act, p, seq, h, c, reverse):
-  """One direction of one layer over one unpadded sequence [n, F] -> ([n, H], h, c)."""
-  out = [None] * len(seq)
-  for t in (range(len(seq) - 1, -1, -1) if reverse else range(len(seq))):
-    h, c = _np_step(kind, act, p, h, c, seq[t])
-    out[t] = h
-  return np.array(out).reshape(len(seq), h.shape[0]), h, c
-
-
-def numpy_stack(cfg, layers, xs, lengths, state):
-  """The stack in float64 NumPy, one sequence at a time, each cut to its length.
-
-  Args:
-    cfg: the configuration (cell, bidirectional, residual).
-    layers: one dict of NumPy arrays per layer ({"fwd": ..., "bwd": ...} if bidirectional).
-    xs: [B, T, F]; lengths: [B] ints.
-    state: per layer, per direction, (h [B, H], c [B, H] or None).
-
-  Returns:
-    (every layer's outputs [B, T, D*H_l] with zeros past each length,
-     final states shaped like `state`).
-  """
-  act = {"tanh": np.tanh, "relu": lambda v: np.maximum(v, 0.0), None: None}[cfg["nonlinearity"]]
-  dirs = ("fwd", "bwd") if cfg["bidirectional"] else (None,)
-  B, T, _ = xs.shape
-  seqs = [np.zeros((B, T, len(dirs) * l_state[0][0].shape[1])) for l_state in state]
-  finals = [[(h.copy(), None if c is None else c.copy()) for h, c in l_state]
-            for l_state in state]
-  for b in range(B):
-    seq = xs[b, :lengths[b]]  # [n, F]: only the valid steps exist here
-    for l, p in enumerate(layers):
-      outs = []
-      for d, name in enumerate(dirs):
-        h0, c0 = state[l][d]
-        y, h, c = _np_run(cfg["kind"], act, p if name is None else p[name], seq, h0[b],
-                          None if c0 is None else c0[b], reverse=d == 1)
-        outs.append(y)
-        finals[l][d][0][b] = h
-        if c is not None:
-          finals[l][d][1][b] = c
-      y = np.concatenate(outs, axis=-1)
-      if cfg["residual"] and l > 0 and y.shape[-1] == seq.shape[-1]:
-        y = y + seq  # y_l = f_l(y_{l-1}) + y_{l-1}
-      seq = y
-      seqs[l][b, :lengths[b]] = seq
-  return seqs, finals
-
-
-def numpy_output(cfg, seqs, lengths):
-  """What `apply(..., output=cfg["output"])` returns, from the NumPy layer sequences."""
-  if cfg["output"] == "all":
-    return tuple(seqs)
-  top = seqs[-1]
-  if cfg["output"] == "sequence":
-    return top
-  B = top.shape[0]
-  last = np.zeros(top.shape[::2])  # [B, D*H]; length 0 gives zeros
-  for b in range(B):
-    if lengths[b] > 0:
-      last[b] = top[b, lengths[b] - 1]
-  if cfg["bidirectional"]:  # the backward half ends at t = 0
-    H = cfg["widths"][-1]
-    last[:, H:] = top[:, 0, H:]
-  return last
 
 
 # --------------------------------------------------------------------------------------
