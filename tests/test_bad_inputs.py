@@ -327,24 +327,29 @@ def _broken_dataset(tmp):
   (version / "imdb_reviews-train.array_record-00000-of-00001").write_bytes(b"junk")
 
 
-def _garbage_checkpoint(tmp):
+def _old_checkpoint(tmp):
   (tmp / "run").mkdir()
-  (tmp / "run" / "checkpoint.npz").write_bytes(b"this is not a checkpoint\n" * 10)
+  (tmp / "run" / "checkpoint.npz").write_bytes(b"PK\x03\x04 an earlier trainer's checkpoint")
 
 
 def _saved_run(tmp, **config_change):
-  """A checkpoint as the trainer writes it, for the seed model, configured by the flags
-  the trainer would have been given (`config_change`)."""
+  """A checkpoint as the trainer writes it (global step 5), for the seed model, configured
+  by the flags the trainer would have been given (`config_change`)."""
   import checkpoint
   import config
   meta = {"rng": [0, 0], "epoch": 1, "step": 0, "global_step": 5, "sums": {}, "history": [],
           "best": None, "config": {**config.DEFAULTS, "hidden": [5, 5], **config_change}}
-  checkpoint.save(str(tmp / "run"), {"params": {"w": np.zeros((2, 3), np.float32)}}, meta)
+  checkpoint.save(str(tmp / "run"), 5, {"params": {"w": np.zeros((2, 3), np.float32)}}, meta)
 
 
-def _truncated_checkpoint(tmp):
+def _damaged_meta(tmp):
   _saved_run(tmp)
-  path = tmp / "run" / "checkpoint.npz"
+  (tmp / "run" / "checkpoints" / "5" / "meta" / "metadata").write_text("not json\n")
+
+
+def _truncated_array_index(tmp):
+  _saved_run(tmp, limit_train=40, limit_test=20)
+  path = tmp / "run" / "checkpoints" / "5" / "state" / "_METADATA"
   path.write_bytes(path.read_bytes()[:-40])
 
 
@@ -421,26 +426,35 @@ TRAINER = [
                  "Looked in: {tmp}/tfds"]),
     TrainerCase("--resume with no checkpoint in --out", ["--out", "{tmp}/run", "--resume"],
                 _nothing, "error",
-                ["no checkpoint to resume from", "{tmp}/run/checkpoint.npz does not exist"]),
-    TrainerCase("--resume from a corrupt checkpoint (text, not a zip)",
-                ["--out", "{tmp}/run", "--resume"], _garbage_checkpoint, "error",
-                ["the checkpoint {tmp}/run/checkpoint.npz is corrupt or not a checkpoint",
-                 "delete it to start again, or restore a good copy"]),
-    TrainerCase("--resume from a truncated checkpoint", ["--out", "{tmp}/run", "--resume"],
-                _truncated_checkpoint, "error",
-                ["the checkpoint {tmp}/run/checkpoint.npz is corrupt"]),
-    TrainerCase("--resume from a checkpoint of another model (--cell, --hidden)",
-                ["--out", "{tmp}/run", "--resume", "--cell", "lstm", "--hidden", "8,8"],
+                ["no checkpoint to resume from", "{tmp}/run/checkpoints holds none",
+                 "run without --resume"]),
+    TrainerCase("--out holding a checkpoint of the earlier .npz format",
+                ["--out", "{tmp}/run"], _old_checkpoint, "error",
+                ["{tmp}/run/checkpoint.npz is a checkpoint of an earlier version",
+                 "expected orbax checkpoints in {tmp}/run/checkpoints",
+                 "delete {tmp}/run/checkpoint.npz to start again"]),
+    TrainerCase("--out holding a checkpoint with damaged metadata", ["--out", "{tmp}/run"],
+                _damaged_meta, "error",
+                ["the checkpoint {tmp}/run/checkpoints/5 is corrupt or not a checkpoint",
+                 "JSONDecodeError", "delete {tmp}/run/checkpoints to start again"]),
+    TrainerCase("--out holding a checkpoint with a truncated array index",
+                ["--data-dir", "{data}", "--limit-train", "40", "--limit-test", "20",
+                 "--out", "{tmp}/run"], _truncated_array_index, "error",
+                ["the checkpoint {tmp}/run/checkpoints/5 is corrupt",
+                 "delete {tmp}/run/checkpoints to start again"]),
+    TrainerCase("--out holding a checkpoint of another model (--cell, --hidden)",
+                ["--out", "{tmp}/run", "--cell", "lstm", "--hidden", "8,8"],
                 functools.partial(_saved_run, cell="gru"), "error",
-                ["written with a different model or data configuration",
-                 "--cell (checkpoint: 'gru', now: 'lstm')",
-                 "--hidden (checkpoint: (5, 5), now: (8, 8))"]),
-    TrainerCase("--resume from a checkpoint whose arrays belong to another model",
+                ["the checkpoint in {tmp}/run was written with a different model or data "
+                 "configuration", "--cell (checkpoint: 'gru', now: 'lstm')",
+                 "--hidden (checkpoint: (5, 5), now: (8, 8))", "use another --out"]),
+    TrainerCase("--out holding a checkpoint whose arrays belong to another model",
                 ["--data-dir", "{data}", "--limit-train", "40", "--limit-test", "20",
                  "--out", "{tmp}/run", "--resume"],
                 functools.partial(_saved_run, limit_train=40, limit_test=20), "error",
-                ["the checkpoint {tmp}/run/checkpoint.npz holds 1 arrays, the model being "
-                 "built has", "a different model configuration"]),
+                ["the checkpoint {tmp}/run/checkpoints/5 does not fit the model being built",
+                 "it holds 1 arrays, the model being built has", "only there: params.w",
+                 "only here: best_params.", "a different model configuration"]),
 ]
 
 

@@ -4,8 +4,10 @@ Every scenario ends by comparing with one uninterrupted run: the parameters and 
 state must be bitwise equal, and the metrics equal except wall-clock times. Faults are
 injected through the trainer's test hook, the environment variable DEEPRNN_TEST_FAULT=KIND:N
 (examples/imdb/faults.py: a real SIGKILL or SIGINT sent by the process to itself after
-global step N, NaN weights in the batch of step N, or a SIGKILL halfway through writing
-the N-th checkpoint), so that each one lands at a known place.
+global step N, NaN weights in the batch of step N, or a SIGKILL inside orbax's N-th
+checkpoint save, its arrays written but the step directory not yet renamed into place),
+so that each one lands at a known place. Every relaunch is the same command line as the
+first run: the trainer continues from a checkpoint in --out if there is one.
 """
 
 import datetime
@@ -17,6 +19,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import textwrap
 
 import jax
 import numpy as np
@@ -64,9 +67,11 @@ def train(env, out, *extra, fault=None, expect=0):
   return proc.stderr
 
 
-def arrays(out):
-  with np.load(out / checkpoint.FILENAME) as f:
-    return {k: f[k] for k in f.files if k != "meta"}
+def arrays(out, step=None):
+  """The arrays of the checkpoint of `step` in `out` (default: the latest), by name, read
+  back as the trainer does."""
+  state, _ = restore(out, step)
+  return {k: np.asarray(v) for k, v in checkpoint._names(state).items()}
 
 
 def metrics(out):
@@ -104,6 +109,9 @@ def test_uninterrupted_run_writes_the_promised_outputs(reference):
   assert (reference / "curves.png").read_bytes()[:4] == b"\x89PNG"
   meta = checkpoint.read_meta(str(reference))
   assert (meta["epoch"], meta["step"], meta["global_step"]) == (2, 0, 2 * STEPS_PER_EPOCH)
+  # saved at steps 3, 6, 8 (epoch end), 9, 12, 15, 16: the last KEEP are kept
+  assert checkpoint.steps(str(reference)) == [12, 15, 16][-checkpoint.KEEP:]
+  assert sorted(os.listdir(checkpoint.path(str(reference)))) == ["12", "15", "16"]
 
 
 def test_metrics_record_provenance(reference):
@@ -153,38 +161,53 @@ def test_sigkill_mid_epoch_then_resume_equals_uninterrupted(env, reference, tmp_
   train(env, out, fault="sigkill:13", expect=-signal.SIGKILL)
   meta = checkpoint.read_meta(str(out))
   assert (meta["global_step"], meta["epoch"], meta["step"]) == (12, 1, 4)  # mid-epoch 2
-  train(env, out, "--resume")
+  train(env, out)  # the same command line continues
   assert_same_run(out, reference)
 
 
-def restore(out):
-  """The checkpoint in `out` read back as the trainer does, into freshly built state of
-  the model its configuration describes: (state, meta)."""
+def restore(out, step=None):
+  """The checkpoint of `step` in `out` (default: the latest) read back as the trainer
+  does, into freshly built state of the model its configuration describes: (state, meta)."""
   import deeprnn_jax as drnn
-  cfg = checkpoint.read_meta(str(out))["config"]
+  cfg = checkpoint.read_meta(str(out), step)["config"]
   net = model.classifier(cfg["vocab"], cfg["embed"], cfg["cell"], tuple(cfg["hidden"]),
                          dropout=cfg["dropout"], pooling=cfg["pooling"])
   tx = drnn.optimizer(cfg["lr"], max_norm=cfg["clip"] or None)
-  return checkpoint.restore(str(out), trainer.fresh_run(net, tx, cfg["seed"])["state"])
+  return checkpoint.restore(str(out), trainer.fresh_run(net, tx, cfg["seed"])["state"], step)
+
+
+def unfinished(out):
+  """The temporary step directories that orbax has not renamed into place."""
+  return sorted(p.name for p in (out / checkpoint.DIRNAME).glob("*.orbax-checkpoint-tmp*"))
 
 
 def test_sigkill_inside_a_checkpoint_save_keeps_the_previous_one(env, reference, tmp_path):
-  """Killed halfway through writing the epoch-end checkpoint (the 3rd save: steps 3, 6,
-  then 8): the temporary file is torn, the checkpoint of step 6 is intact, and resuming
-  from it ends as the uninterrupted run."""
+  """Killed inside the epoch-end save (the 3rd: steps 3, 6, then 8), its arrays written
+  but its directory not renamed into place: the checkpoint of step 6 is the latest, intact,
+  and the same command line continues from it to the uninterrupted run's end."""
   out = tmp_path / "run"
   train(env, out, fault="sigkill-in-save:3", expect=-signal.SIGKILL)
-  torn = list(out.glob(f".{checkpoint.FILENAME}.tmp-*"))
-  assert len(torn) == 1 and torn[0].stat().st_size > 0
-  (tmp_path / "torn").mkdir()
-  shutil.copy(torn[0], tmp_path / "torn" / checkpoint.FILENAME)
-  with pytest.raises(checkpoint.CheckpointError, match="is corrupt"):
-    checkpoint.read_meta(str(tmp_path / "torn"))  # a torn file would be caught, not used
+  assert unfinished(out) == ["8.orbax-checkpoint-tmp"]
+  written = out / checkpoint.DIRNAME / "8.orbax-checkpoint-tmp"
+  assert (written / "state" / "_METADATA").stat().st_size > 0  # killed mid-save, not before
+  assert checkpoint.steps(str(out)) == [3, 6]
   state, meta = restore(out)
   assert (meta["global_step"], meta["epoch"], meta["step"]) == (6, 0, 6)
   assert all(np.isfinite(x).all() for x in jax.tree.leaves(state))
   assert not (out / "metrics.json").exists()  # epoch 1 never finished
-  train(env, out, "--resume")
+  train(env, out)
+  assert unfinished(out) == []  # removed by the next save
+  assert_same_run(out, reference)
+
+
+def test_killed_before_its_first_checkpoint_the_same_command_starts_afresh(env, reference,
+                                                                          tmp_path):
+  """Killed inside its first save (nothing but orbax's temporary directory in --out): the
+  same command line starts fresh, and ends as the uninterrupted run."""
+  out = tmp_path / "run"
+  train(env, out, fault="sigkill-in-save:1", expect=-signal.SIGKILL)
+  assert unfinished(out) == ["3.orbax-checkpoint-tmp"] and checkpoint.latest(str(out)) is None
+  train(env, out)
   assert_same_run(out, reference)
 
 
@@ -193,24 +216,33 @@ def test_nonfinite_loss_stops_naming_the_step_and_resumes_with_smaller_lr(env, r
   out = tmp_path / "run"
   err = train(env, out, fault="nan:11", expect=trainer.EXIT_NONFINITE)
   assert "non-finite loss (nan)" in err and "at step 11 (epoch 2, batch 3/8)" in err
-  assert "--resume --lr" in err and "Traceback" not in err
+  assert "rerun the same command with --lr <smaller>" in err and "Traceback" not in err
+  assert "the last good checkpoint" in err and "global step 9" in err
   meta = checkpoint.read_meta(str(out))
   assert meta["global_step"] == 9  # the last good checkpoint, not overwritten
+  assert checkpoint.steps(str(out)) == [6, 8, 9]
   assert all(np.isfinite(a).all() for a in arrays(out).values())
-  train(env, out, "--resume", "--lr", "5e-4")
+  train(env, out, "--lr", "5e-4")
   m = metrics(out)
   assert m["config"]["lr"] == 5e-4 and len(m["history"]) == 2
   assert m["history"][0] == metrics(reference)["history"][0]  # epoch 1 untouched
   assert all(np.isfinite(a).all() for a in arrays(out).values())
 
 
-def test_sigint_saves_a_checkpoint_and_resume_continues(env, reference, tmp_path):
+@pytest.mark.parametrize("signame, step, where, saved", [
+    ("SIGINT", 5, "at step 5", (5, 0, 5)),
+    # after the epoch's last batch: the epoch is ended (validated, its one checkpoint of
+    # global step 8 saved) before exiting, so no step is ever saved twice
+    ("SIGTERM", 8, "at the end of epoch 1", (8, 1, 0))])
+def test_sigint_or_sigterm_saves_a_checkpoint_and_resume_continues(env, reference, tmp_path,
+                                                                   signame, step, where,
+                                                                   saved):
   out = tmp_path / "run"
-  err = train(env, out, fault="sigint:5", expect=trainer.EXIT_INTERRUPTED)
-  assert "interrupted by SIGINT at step 5" in err and "--resume" in err
+  err = train(env, out, fault=f"{signame.lower()}:{step}", expect=trainer.EXIT_INTERRUPTED)
+  assert f"interrupted by {signame} {where}" in err and "rerun the same command" in err
   meta = checkpoint.read_meta(str(out))
-  assert (meta["global_step"], meta["epoch"], meta["step"]) == (5, 0, 5)  # saved on exit
-  train(env, out, "--resume")
+  assert (meta["global_step"], meta["epoch"], meta["step"]) == saved  # saved on exit
+  train(env, out, "--resume")  # accepted: it only insists that there is a checkpoint
   assert_same_run(out, reference)
 
 
@@ -218,23 +250,94 @@ def test_two_epochs_equal_one_epoch_then_resume(env, reference, tmp_path):
   out = tmp_path / "run"
   train(env, out, "--epochs", "1")
   assert len(metrics(out)["history"]) == 1
-  train(env, out, "--resume", "--epochs", "2")
+  epoch_1 = arrays(out)
+  train(env, out, "--epochs", "2")
   assert_same_run(out, reference)
+  # --select best: the best validation epoch's params are in the latest checkpoint
+  best_epoch = checkpoint.read_meta(str(out))["best"]["epoch"]
+  best = arrays(out) if best_epoch == 2 else epoch_1
+  final = arrays(out)
+  for k in best:
+    if k.startswith("params."):
+      assert np.array_equal(final["best_params." + k[len("params."):]], best[k]), k
+
 
 
 def test_corrupt_or_mismatched_checkpoint_gives_a_clear_error(reference, tmp_path, capsys):
   out = tmp_path / "run"
   shutil.copytree(reference, out)
-  assert trainer.run_main(["--out", str(out), "--resume", "--hidden", "8,8"]) == 2
+  data = ["--data-dir", find_data_dir(), "--out", str(out)]
+  assert trainer.run_main([*data, "--hidden", "8,8"]) == 2
   err = capsys.readouterr().err
   assert "different model or data configuration" in err and "--hidden" in err
-  data = (out / checkpoint.FILENAME).read_bytes()
-  (out / checkpoint.FILENAME).write_bytes(data[: len(data) // 2])
-  assert trainer.run_main(["--out", str(out), "--resume"]) == 2
-  err = capsys.readouterr().err
-  assert "is corrupt" in err and "Traceback" not in err
+  # one flipped bit in the largest array file of the latest checkpoint: read back silently
+  # by orbax (no checksums), caught by the trainer's fingerprints, or by tensorstore
+  latest = out / checkpoint.DIRNAME / "16"
+  target = max((p for p in (latest / "state").rglob("*") if p.is_file()),
+               key=lambda p: p.stat().st_size)
+  damaged = bytearray(target.read_bytes())
+  damaged[len(damaged) // 2] ^= 0x10
+  target.write_bytes(damaged)
+  assert trainer.run_main(data) == 2
+  err = capsys.readouterr().err.strip().splitlines()[-1]
+  assert err.startswith(f"error: the checkpoint {latest} is corrupt") and "Traceback" not in err
+  assert f"delete {latest} to continue from the checkpoint before it (step 15)" in err
+  assert target.read_bytes() == damaged  # left as it was
+  assert checkpoint.steps(str(out)) == [12, 15, 16]
   assert trainer.run_main(["--out", str(tmp_path / "empty"), "--resume"]) == 2
   assert "no checkpoint to resume from" in capsys.readouterr().err
-  assert trainer.run_main(["--out", str(out)]) == 2  # a fresh run would overwrite it
-  assert "already holds a checkpoint; pass --resume" in capsys.readouterr().err
-  assert (out / checkpoint.FILENAME).read_bytes() == data[: len(data) // 2]  # untouched
+  assert not (tmp_path / "empty").exists()
+
+
+def test_fingerprints_change_with_any_flipped_bit():
+  """What catches a damaged array file that orbax reads back without complaint."""
+  import ml_dtypes
+  rng = np.random.default_rng(0)
+  arrays = [rng.standard_normal((3, 5)).astype(np.float32), np.int32(-7),
+            rng.standard_normal(4).astype(ml_dtypes.bfloat16), np.array([True, False])]
+  for x in arrays:
+    x = np.asarray(x)
+    words = x.view(f"u{x.dtype.itemsize}").reshape(-1)
+    base = checkpoint.fingerprints({"x": x})["x"]
+    for i in range(words.size):
+      for bit in range(1 if x.dtype == bool else 8 * x.dtype.itemsize):
+        flipped = words.copy()
+        flipped[i] ^= np.array(1 << bit).astype(words.dtype)
+        damaged = flipped.view(x.dtype).reshape(x.shape)
+        assert checkpoint.fingerprints({"x": damaged})["x"] != base, (x.dtype, i, bit)
+
+
+def test_checkpoints_hold_sharded_arrays_and_restore_to_the_shardings_asked_for(tmp_path):
+  """On two (host) devices: an array sharded over both is saved as it is, and restored with
+  the shardings of the structure it is read into (concrete arrays or abstract
+  ShapeDtypeStructs), whichever they are."""
+  code = textwrap.dedent(f"""
+      import sys
+      sys.path.insert(0, {str(TRAIN.parent)!r})
+      import jax, jax.numpy as jnp, numpy as np
+      from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+      import checkpoint, train
+      assert jax.device_count() == 2
+      mesh = Mesh(np.array(jax.devices()), ("x",))
+      split, whole = NamedSharding(mesh, P("x")), NamedSharding(mesh, P())
+      state = {{"w": jax.device_put(jnp.arange(32.0).reshape(8, 4), split),
+               "count": jax.device_put(jnp.int32(7), whole)}}
+      assert train.device_copy(state)["w"].sharding == split  # best params stay sharded
+      checkpoint.save({str(tmp_path)!r}, 3, state, {{"note": "two devices"}})
+      like = {{"w": jax.device_put(jnp.zeros((8, 4)), whole),
+              "count": jax.ShapeDtypeStruct((), jnp.int32, sharding=whole)}}
+      got, meta = checkpoint.restore({str(tmp_path)!r}, like)
+      assert got["w"].sharding == whole and got["count"].sharding == whole
+      like = {{"w": jax.ShapeDtypeStruct((8, 4), jnp.float32, sharding=split),
+              "count": jax.ShapeDtypeStruct((), jnp.int32, sharding=whole)}}
+      got, meta = checkpoint.restore({str(tmp_path)!r}, like)
+      assert got["w"].sharding == split and len(got["w"].addressable_shards) == 2
+      assert np.array_equal(got["w"], state["w"]) and int(got["count"]) == 7
+      assert meta["note"] == "two devices" and checkpoint.steps({str(tmp_path)!r}) == [3]
+      print("ok")
+      """)
+  env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=2",
+         "JAX_PLATFORMS": "cpu"}
+  proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
+                        text=True, timeout=300)
+  assert proc.returncode == 0 and proc.stdout.strip() == "ok", proc.stderr

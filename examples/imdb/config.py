@@ -27,8 +27,8 @@ DEFAULTS = dict(
     log_grad_norms=False,  # log per-layer gradient norms each epoch
     data_dir=None,      # tfds data dir; else $TFDS_DATA_DIR, else ~/tensorflow_datasets
     download=False,     # let tfds download and prepare a missing imdb_reviews (needs a network)
-    out=None,           # where metrics.json, curves.png and checkpoints go
-    resume=False,       # continue from the checkpoint in --out
+    out=None,           # where metrics.json, curves.png and checkpoints/ go
+    resume=False,       # require a checkpoint in --out (one there is continued anyway)
     export=None,        # after training, write the inference function (jax.export) here
 )
 
@@ -109,8 +109,15 @@ def parser():
   p.add_argument("--download", action="store_true",
                  help="let tfds download and prepare imdb_reviews into the data dir if it "
                       "is missing (needs a network; off: a missing dataset is an error)")
-  p.add_argument("--out", metavar="DIR")
-  p.add_argument("--resume", action="store_true", help="continue from the checkpoint in --out")
+  p.add_argument("--out", metavar="DIR",
+                 help="write metrics.json, curves.png and checkpoints (DIR/checkpoints) "
+                      "here. If DIR holds a checkpoint, training continues from it (the "
+                      "same command line continues a run or starts it); to start over, "
+                      "delete DIR/checkpoints or choose another DIR")
+  p.add_argument("--resume", action="store_true",
+                 help="require a checkpoint in --out to continue from: an error if there "
+                      "is none, rather than a fresh start (a checkpoint there is continued "
+                      "with or without this flag)")
   p.add_argument("--export", metavar="PATH",
                  help="after training, write the tested params' inference function "
                       "(tokens, lengths -> probabilities; any batch size and length) as a "

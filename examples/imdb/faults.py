@@ -4,8 +4,10 @@
 
     nan:N              NaN weights in the batch of global step N (a non-finite loss)
     sigint:N           the process sends itself SIGINT after global step N
+    sigterm:N          the process sends itself SIGTERM after global step N
     sigkill:N          the process sends itself SIGKILL after global step N
-    sigkill-in-save:N  SIGKILL halfway through writing the N-th checkpoint of the process
+    sigkill-in-save:N  SIGKILL inside the N-th checkpoint save of the process, its
+                       arrays written but the step directory not yet renamed into place
 
 A variable rather than a flag: it can kill the process, so it stays out of the trainer's
 --help, its saved configuration and its metrics. tests/test_trainer_faults.py uses it to
@@ -17,7 +19,7 @@ import signal
 from typing import NamedTuple, Optional
 
 VARIABLE = "DEEPRNN_TEST_FAULT"
-KINDS = ("nan", "sigint", "sigkill", "sigkill-in-save")
+KINDS = ("nan", "sigint", "sigkill", "sigkill-in-save", "sigterm")
 
 
 class FaultError(ValueError):
@@ -66,18 +68,19 @@ def poison(batch: dict, step: int) -> dict:
 def after_step(step: int) -> None:
   if _is("sigint", step):
     os.kill(os.getpid(), signal.SIGINT)
+  elif _is("sigterm", step):
+    os.kill(os.getpid(), signal.SIGTERM)
   elif _is("sigkill", step):
     os.kill(os.getpid(), signal.SIGKILL)
 
 
-def in_save(f) -> None:
-  """Called by checkpoint.save with part of the temporary file written: a SIGKILL there,
-  after pushing that part to disk, is a crash inside the save."""
+def in_save(directory: str) -> None:
+  """Called by checkpoint.save inside orbax's save, once the step's arrays are written into
+  its temporary directory (`directory` is inside it) and before that is renamed into
+  place: a SIGKILL there is a crash inside the save."""
   global _saves
   if _armed is None or _armed.kind != "sigkill-in-save":
     return
   _saves += 1
   if _saves == _armed.at:
-    f.flush()
-    os.fsync(f.fileno())
     os.kill(os.getpid(), signal.SIGKILL)

@@ -3,14 +3,17 @@
     python examples/imdb/train.py                        # the seed's Keras model: LSTM 5,5
     python examples/imdb/train.py --cell gru --out runs/gru
     python examples/imdb/train.py --preset strong --out runs/strong
-    python examples/imdb/train.py --out runs/strong --resume   # after a crash or Ctrl-C
+    python examples/imdb/train.py --preset strong --out runs/strong  # again: continues
 
 The data comes from `--data-dir`, else $TFDS_DATA_DIR, else ~/tensorflow_datasets; nothing
-is downloaded unless `--download` lets tfds fetch and prepare a missing dataset there. With `--out DIR` the run writes DIR/metrics.json, DIR/curves.png and an
-atomic checkpoint after every epoch (and every `--ckpt-every` steps); Ctrl-C or SIGTERM
-saves one before exiting, and a non-finite loss or gradient stops the run naming the
-step, keeping the last good checkpoint. `--resume` continues where the checkpoint left
-off and ends with the same parameters and metrics as an uninterrupted run. `--export PATH`
+is downloaded unless `--download` lets tfds fetch and prepare a missing dataset there.
+With `--out DIR` the run writes DIR/metrics.json, DIR/curves.png and an atomic checkpoint
+(orbax, in DIR/checkpoints; checkpoint.py) after every epoch and every `--ckpt-every`
+steps; Ctrl-C or SIGTERM saves one before exiting, and a non-finite loss or gradient
+stops the run naming the step, keeping the last good checkpoint. The same command line
+continues from DIR's checkpoint if it holds one, and starts fresh if not, so a preempted
+job is simply relaunched; it ends with the same parameters and metrics as an
+uninterrupted run. `--resume` insists on a checkpoint to continue from. `--export PATH`
 writes the tested params' inference function as a serialized `jax.export.Exported`
 (export.py), loadable with JAX alone.
 """
@@ -23,6 +26,7 @@ import sys
 import time
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import optax
 from tqdm import tqdm
@@ -59,7 +63,7 @@ def resume_config(out, explicit):
   if changed:
     raise checkpoint.CheckpointError(
         f"the checkpoint in {out} was written with a different model or data configuration: "
-        f"{'; '.join(changed)}. Resume without these flags, or use another --out")
+        f"{'; '.join(changed)}. Continue without these flags, or use another --out")
   # defaults first: a checkpoint from before a flag existed resumes with its default
   return {**config.DEFAULTS, **saved, **explicit, "resume": True}
 
@@ -85,35 +89,37 @@ def learning_rate(cfg, n_train):
   return optax.cosine_decay_schedule(cfg["lr"], steps)
 
 
-def host_copy(tree):
-  """A NumPy copy that outlives the device buffers (which the train step donates)."""
-  return jax.tree.map(lambda x: np.array(x, copy=True), tree)
+def device_copy(tree):
+  """A copy in new device buffers, which outlives those the train step donates; where the
+  arrays are, so that sharded params are never gathered on one host."""
+  return jax.tree.map(jnp.copy, tree)
 
 
 def fresh_run(net, tx, seed):
   k_init, k_steps = jax.random.split(jax.random.key(seed))
   params = net.init(k_init)
-  # best_params: those of the epoch with the best validation accuracy so far (a host
-  # copy: the live params are donated to each step); in the same file, so never stale
+  # best_params: those of the epoch with the best validation accuracy so far (a copy:
+  # the live params are donated to each step); in every checkpoint, so never stale
   return {"state": {"params": params, "opt_state": tx.init(params),
-                    "best_params": host_copy(params)},
+                    "best_params": device_copy(params)},
           "rng": np.asarray(jax.random.key_data(k_steps)).tolist(),
           "epoch": 0, "step": 0, "global_step": 0, "sums": {}, "history": [], "best": None}
 
 
 def restore_run(out, net, tx, seed):
+  """The run of the latest checkpoint in `out`, its arrays placed as freshly built ones."""
   like = fresh_run(net, tx, seed)
   state, meta = checkpoint.restore(out, like["state"])
-  state = {**jax.device_put(state), "best_params": state["best_params"]}
   return {**{k: meta[k] for k in like if k != "state"}, "state": state}
 
 
 def save_run(out, run, cfg):
-  """Checkpoints the whole run: arrays, position in the data, PRNG, sums, history, config."""
+  """Checkpoints the whole run, as the checkpoint of its global step: arrays, position in
+  the data, PRNG, sums, history, config."""
   if out:
     meta = {k: v for k, v in run.items() if k != "state"}
     saved_cfg = {k: v for k, v in cfg.items() if k != "resume"}
-    checkpoint.save(out, run["state"], {**meta, "config": saved_cfg})
+    checkpoint.save(out, run["global_step"], run["state"], {**meta, "config": saved_cfg})
 
 
 def accumulate(sums, m, seconds):
@@ -162,7 +168,9 @@ def train_epoch(run, cfg, data, train_step, stop):
     if cfg["ckpt_every"] and step % cfg["ckpt_every"] == 0 and run["step"] < n_batches:
       save_run(cfg["out"], run, cfg)
     faults.after_step(step)
-    if stop["signal"]:
+    # a signal after the epoch's last batch: fit() ends the epoch first, so that its one
+    # checkpoint of this global step is the epoch's
+    if stop["signal"] and run["step"] < n_batches:
       bar.close()
       raise Interrupted(f"{stop['signal']} at step {step} (epoch {epoch + 1}, batch "
                         f"{run['step']}/{n_batches})")
@@ -308,7 +316,7 @@ def test_metrics(run, cfg, data, eval_step):
   last = {**on_test(run["state"]["params"]), "epoch": last_epoch}
   best = last
   if run["best"]["epoch"] != last_epoch:
-    best = {**on_test(jax.device_put(run["state"]["best_params"])),
+    best = {**on_test(run["state"]["best_params"]),
             "epoch": run["best"]["epoch"]}
   test = best if cfg["select"] == "best" else last
   for name, m in (("best validation epoch", best), ("last epoch", last)):
@@ -338,7 +346,7 @@ def fit(run, cfg, data, train_step, eval_step, origin):
       print(epoch_line(run["history"][-1], n_batches), flush=True)
       if run["best"] is None or val["accuracy"] > run["best"]["val_accuracy"]:
         run["best"] = {"epoch": run["epoch"] + 1, "val_accuracy": val["accuracy"]}
-        run["state"]["best_params"] = host_copy(run["state"]["params"])
+        run["state"]["best_params"] = device_copy(run["state"]["params"])
       run.update(epoch=run["epoch"] + 1, step=0, sums={})
       save_run(cfg["out"], run, cfg)
       write_outputs(cfg, run, origin=origin)
@@ -353,12 +361,10 @@ def main(argv=None):
   explicit, cfg = config.parse(argv)
   faults.arm()  # a bad $DEEPRNN_TEST_FAULT fails here, before any work
   allocator.keep_freed_memory()  # keeps XLA's per-step buffers in the process; see allocator.py
-  if cfg["resume"]:
+  # the same command line continues a run or starts it: a preempted job is relaunched as is
+  resuming = bool(cfg["out"]) and checkpoint.latest(cfg["out"]) is not None
+  if resuming or cfg["resume"]:  # --resume: a checkpoint is required (an error if none)
     cfg = resume_config(cfg["out"], explicit)
-  elif cfg["out"] and checkpoint.exists(cfg["out"]):
-    raise checkpoint.CheckpointError(
-        f"{cfg['out']} already holds a checkpoint; pass --resume to continue that run, or "
-        f"choose another --out (nothing was overwritten)")
   data_dir = input_pipeline.resolve_data_dir(cfg["data_dir"])
   if not cfg["download"]:
     input_pipeline.check_data_dir(data_dir)  # fail fast, before the slow reads
@@ -376,7 +382,7 @@ def main(argv=None):
                          dropout=cfg["dropout"], pooling=cfg["pooling"])
   tx = drnn.optimizer(learning_rate(cfg, len(data.train.labels)), max_norm=cfg["clip"] or None)
   grad_metrics = grad_norms_fn(net) if cfg["log_grad_norms"] else None
-  if cfg["resume"]:
+  if resuming:
     run = restore_run(cfg["out"], net, tx, cfg["seed"])
   else:
     run = fresh_run(net, tx, cfg["seed"])
@@ -395,10 +401,11 @@ def main(argv=None):
 
 def last_good(out):
   """Where the last good checkpoint is, for the message after a failure."""
-  if not out or not checkpoint.exists(out):
+  step = checkpoint.latest(out) if out else None
+  if step is None:
     return "no checkpoint had been written yet"
-  meta = checkpoint.read_meta(out)
-  return (f"the last good checkpoint ({checkpoint.path(out)}, global step "
+  meta = checkpoint.read_meta(out, step)
+  return (f"the last good checkpoint ({checkpoint.step_path(out, step)}, global step "
           f"{meta['global_step']}: epoch {meta['epoch'] + 1}, batch {meta['step']}) is kept")
 
 
@@ -412,12 +419,11 @@ def run_main(argv=None):
     print(f"error: {e}", file=sys.stderr)
     return EXIT_ERROR
   except NonFinite as e:
-    how = f"--out {out} --resume --lr <smaller>" if out else "--lr <smaller>"
     print(f"error: {e}. Training stopped; {last_good(out)}. Continue with a smaller "
-          f"learning rate: {how}", file=sys.stderr)
+          f"learning rate: rerun the same command with --lr <smaller>", file=sys.stderr)
     return EXIT_NONFINITE
   except Interrupted as e:
-    where = (f"checkpoint saved to {checkpoint.path(out)}; continue with --out {out} --resume"
+    where = (f"checkpoint saved in {checkpoint.path(out)}; rerun the same command to continue"
              if out else "no --out, so nothing was saved")
     print(f"interrupted by {e}; {where}", file=sys.stderr)
     return EXIT_INTERRUPTED
