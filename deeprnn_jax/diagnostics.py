@@ -18,7 +18,10 @@ from jax import lax
 
 from deeprnn_jax._src import bidirectional as bidir
 from deeprnn_jax._src import checks
-from deeprnn_jax._src.base import LSTMState
+from deeprnn_jax._src import layout
+from deeprnn_jax._src import masking
+from deeprnn_jax._src import precision
+from deeprnn_jax._src.layers import Context
 from deeprnn_jax._src.stack import StackedRNN, layer_params
 
 
@@ -69,54 +72,35 @@ def param_gradient_norms(model: StackedRNN, grads) -> jax.Array:
 
 def _perturb(carry, eps):
   """Adds `eps` to the hidden state h of a carry (h of an LSTM, never its c)."""
-  if isinstance(carry, LSTMState):
-    return LSTMState(carry.h + eps, carry.c)
+  if hasattr(carry, "h"):  # LSTMState, or a user cell's named carry
+    return carry._replace(h=carry.h + eps)
   return carry + eps
 
 
-def _perturbed_direction(cell, params, xs, carry, eps, lengths, reverse):
-  """One direction of one layer over time with `eps` [T, B, H] added to h_t.
+def _perturbed_loop(cell, params, xs, carry, lengths=None, *, reverse=False, resets=None,
+                    eps=None):
+  """A time loop (`unroll.scan_layer`'s contract) that adds eps_t [T, B, H] to h_t.
 
   The perturbed h_t is both the carry into the next step and the output y_t read by the
   layer above (y_t is h_t in every cell of the library), so the gradient with respect
   to eps_t is the total derivative dLoss/dh_t. As in `scan_layer`, steps past a
   sequence's length leave the carry untouched and output zero, so there eps_t touches
-  nothing and its gradient is 0. The carry keeps its own dtype between steps while the
-  step computes in the dtype of `xs` (the policy of `stacked_rnn(compute_dtype=)`).
+  nothing and its gradient is 0. `eps` holds one array per direction.
   """
-  xp = cell.project(params, xs)  # [T, B, G*H]
+  if resets is not None:
+    raise ValueError("resets: the gradient diagnostics do not take segment resets")
+  e = eps[1 if reverse else 0]
   steps = jnp.arange(xs.shape[0], dtype=jnp.int32)
-  compute = lambda c: jax.tree.map(lambda a: a.astype(xs.dtype), c)
 
   def body(c, inp):
-    xp_t, eps_t, t = inp
-    new_c, y = cell.recur(params, compute(c), xp_t)
-    new_c = jax.tree.map(lambda n, o: n.astype(o.dtype), new_c, c)
+    x_t, eps_t, t = inp
+    new_c, y = cell.step(params, c, x_t)
     new_c, y = _perturb(new_c, eps_t), y + eps_t.astype(y.dtype)
-    if lengths is not None:  # the masking rule of `scan_layer`
-      valid = (t < lengths)[:, None]  # [B, 1]
-      new_c = jax.tree.map(lambda n, o: jnp.where(valid, n, o), new_c, c)
-      y = jnp.where(valid, y, 0)
-    return new_c, y
+    if lengths is None:
+      return new_c, y
+    return masking.mask_step(t < lengths, new_c, c, y)
 
-  _, ys = lax.scan(body, carry, (xp, eps, steps), reverse=reverse)
-  return ys  # [T, B, H]
-
-
-def _compute_dtype(model, xs):
-  """The dtype `model.apply` computes in: its `compute_dtype`, else that of xs."""
-  dtype = getattr(model, "compute_dtype", None)
-  return jnp.dtype(xs.dtype) if dtype is None else jnp.dtype(dtype)
-
-
-def _param_dtype(params):
-  floating = [a.dtype for a in jax.tree.leaves(params) if jnp.issubdtype(a.dtype, jnp.floating)]
-  return floating[0] if floating else jnp.float32
-
-
-def _cast(tree, dtype):
-  return jax.tree.map(
-      lambda a: a.astype(dtype) if jnp.issubdtype(a.dtype, jnp.floating) else a, tree)
+  return lax.scan(body, carry, (xs, e, steps), reverse=reverse)
 
 
 def _check_loss(loss, argname="loss_fn"):
@@ -173,9 +157,8 @@ def state_gradient_norms(model: StackedRNN, params, xs, loss_fn: Callable[[jax.A
   B, T, _ = xs.shape
   lengths = checks.check_lengths(lengths, B, T)
   if initial_state is None:
-    state = model.initial_state(B, jnp.promote_types(_param_dtype(params),
-                                                     _compute_dtype(model, xs)))
-  elif getattr(model, "bidirectional", False):
+    state = model.initial_state(B, precision.dtypes(model.compute_dtype, params, xs.dtype).state)
+  elif model.bidirectional:
     state = bidir.check_state(initial_state, model.cells, B)
   else:
     state = checks.check_initial_state(initial_state, model.cells, B)
@@ -198,26 +181,23 @@ def _state_gradient_norms(model, loss_fn, params, xs, lengths, state, max_norm):
   gradients compile piece by piece, several times slower than one compile.
   """
   B, T, _ = xs.shape
-  bidirectional = getattr(model, "bidirectional", False)
-  residual = getattr(model, "residual", False)
-  dtype = _compute_dtype(model, xs)
-  names = ("fwd", "bwd") if bidirectional else (None,)
+  policy = precision.dtypes(model.compute_dtype, params, xs.dtype)
+  names = ("fwd", "bwd") if model.bidirectional else (None,)
 
   def loss_of(params, eps):
-    h = jnp.swapaxes(xs, 0, 1).astype(dtype)  # [T, B, F]
-    for l, cell in enumerate(model.cells):
-      p = _cast(layer_params(model, params, l), dtype)
-      ys = [_perturbed_direction(cell, p if name is None else p[name], h,
-                                 state[l] if name is None else state[l][d], eps[l][d],
-                                 lengths, reverse=d == 1)
-            for d, name in enumerate(names)]
-      y = jnp.concatenate(ys, axis=-1)  # [T, B, D*H]
-      h = y + h if residual and l > 0 and y.shape[-1] == h.shape[-1] else y
+    # the model's own layers and precision policy, evaluation mode: the function
+    # `apply` computes, with eps added to every hidden state
+    params, h = precision.prepare(policy, params, xs)
+    h = jnp.swapaxes(h, 0, 1)  # [T, B, F]
+    for l, layer in enumerate(model.layers):
+      ctx = Context(time_loop=partial(_perturbed_loop, eps=eps[l]), lengths=lengths,
+                    index=l, state_dtype=policy.state, compute_dtype=policy.compute)
+      h, _ = layer.run(layout.layer_params(model.groups, params, l), h, state[l], ctx)
     return _check_loss(loss_fn(jnp.swapaxes(h, 0, 1)))  # [B, T, D*H]
 
   eps_dtype = jax.tree.leaves(state)[0].dtype
-  eps = tuple(tuple(jnp.zeros((T, B, c.hidden_size), eps_dtype) for _ in names)
-              for c in model.cells)
+  eps = tuple(tuple(jnp.zeros((T, B, layer.width // len(names)), eps_dtype) for _ in names)
+              for layer in model.layers)
   loss, (grads, eps_grads) = jax.value_and_grad(loss_of, argnums=(0, 1))(params, eps)
 
   # a bidirectional layer's state is [forward | backward]: one norm over both halves

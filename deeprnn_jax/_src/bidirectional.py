@@ -5,11 +5,16 @@ sequence's last valid step down to t = 0 (`scan_layer(..., reverse=True)` with `
 the padding, scanned first, leaves the carry untouched, so the backward direction starts
 exactly at t = lengths[b] - 1, the per-sequence reversal of PyTorch's packed sequences and
 Flax's `seq_lengths`). Its output is [forward | backward] along the features, and its
-carry the pair (forward carry, backward carry).
+carry the pair (forward carry, backward carry). With segment resets, the backward
+direction restarts where a segment ends, before the step whose successor starts a new one.
 """
+
+import jax
+import jax.numpy as jnp
 
 from deeprnn_jax._src import checks
 from deeprnn_jax._src.base import LSTMState
+from deeprnn_jax._src.layers import Layer
 
 DIRECTIONS = ("fwd", "bwd")
 
@@ -41,3 +46,38 @@ def check_state(state, cells, batch):
       carries.append(carry)
     out.append(tuple(carries))
   return tuple(out)
+
+
+def segment_ends(resets):
+  """Forward restarts [T, B] -> backward ones: the backward direction restarts before step
+  t when step t + 1 starts a segment (t = T - 1 starts from the initial carry anyway)."""
+  return jnp.concatenate([resets[1:], jnp.zeros_like(resets[:1])], axis=0)
+
+
+def bidirectional(layer: Layer) -> Layer:
+  """`layer` run forward and backward over time: params {"fwd": ..., "bwd": ...}, output
+  [forward | backward] [T, B, 2 * width], carry (forward carry, backward carry)."""
+
+  def init(key, in_width, dtype):
+    return {d: layer.init(k, in_width, dtype)
+            for d, k in zip(DIRECTIONS, jax.random.split(key))}
+
+  def run(params, h, carry, ctx):
+    ys, carries = [], []
+    for d, name in enumerate(DIRECTIONS):
+      resets = ctx.resets if d == 0 or ctx.resets is None else segment_ends(ctx.resets)
+      y, c = layer.run(params[name], h, carry[d], ctx._replace(direction=d, resets=resets))
+      ys.append(y)
+      carries.append(c)
+    return jnp.concatenate(ys, axis=-1), tuple(carries)  # [T, B, 2H]
+
+  def step(params, carry, x, ctx):
+    raise ValueError("step: a bidirectional stack reads each sequence from its end, so "
+                     "it cannot run one step at a time; expected bidirectional=False, "
+                     "got bidirectional=True")
+
+  def initial_carry(batch_size, dtype):
+    return initial_carries(layer, batch_size, dtype)
+
+  return Layer(init=init, run=run, step=step, initial_carry=initial_carry,
+               width=2 * layer.width, cell=layer.cell)

@@ -63,21 +63,26 @@ def check_initial_state(state, cells, batch, argname="initial_state"):
   if len(state) != len(cells):
     raise ValueError(f"{argname}: expected {len(cells)} entries (one per layer), "
                      f"got {len(state)}")
-  out = []
-  for l, (carry, cell) in enumerate(zip(state, cells)):
-    shape = (batch, cell.hidden_size)
-    name = f"{argname}[{l}]"
-    if cell.kind == "lstm":
-      if not isinstance(carry, (tuple, list)) or len(carry) != 2:
-        raise TypeError(f"{name}: expected LSTMState(h, c) with h and c of shape {shape}, "
-                        f"got {type(carry).__name__}")
-      _expect_array(carry[0], shape, name + ".h")
-      _expect_array(carry[1], shape, name + ".c")
-      out.append(LSTMState(*carry))
-    else:
-      _expect_array(carry, shape, name)
-      out.append(carry)
-  return tuple(out)
+  return tuple(_check_carry(carry, cell, batch, f"{argname}[{l}]")
+               for l, (carry, cell) in enumerate(zip(state, cells)))
+
+
+def _check_carry(carry, cell, batch, name):
+  """One layer's carry against the structure and shapes of its cell's zero carry."""
+  want = jax.eval_shape(lambda: cell.initial_carry(batch))
+  if isinstance(want, tuple) and hasattr(want, "_fields"):  # LSTMState or a user's carry
+    fields = ", ".join(want._fields)
+    shapes = " and ".join(f"{f} of shape {tuple(getattr(want, f).shape)}" for f in want._fields)
+    if type(want) is LSTMState and len(set(a.shape for a in want)) == 1:
+      shapes = f"h and c of shape {want.h.shape}"
+    if not isinstance(carry, (tuple, list)) or len(carry) != len(want):
+      raise TypeError(f"{name}: expected {type(want).__name__}({fields}) with {shapes}, "
+                      f"got {type(carry).__name__}")
+    for f, c in zip(want._fields, carry):
+      _expect_array(c, getattr(want, f).shape, f"{name}.{f}")
+    return type(want)(*carry)
+  _expect_array(carry, want.shape, name)
+  return carry
 
 
 def check_dropout(rate):
@@ -133,3 +138,60 @@ def check_batch_size(batch_size):
       or batch_size <= 0:
     raise ValueError(f"batch_size: expected a positive int, got {batch_size!r}")
   return int(batch_size)
+
+
+def check_resets(resets, batch, time):
+  """Returns `resets` as a time-major bool array [T, B], or None, or raises."""
+  if resets is None:
+    return None
+  if not hasattr(resets, "dtype"):
+    resets = np.asarray(resets)
+  if resets.dtype != np.bool_:
+    raise TypeError(f"resets: expected a bool array [batch, time], got dtype {resets.dtype}")
+  if tuple(resets.shape) != (batch, time):
+    raise ValueError(f"resets: expected shape ({batch}, {time}) [batch, time], "
+                     f"got {tuple(resets.shape)}")
+  return jnp.swapaxes(jnp.asarray(resets), 0, 1)  # [T, B]
+
+
+def check_flag(value, argname):
+  if not isinstance(value, bool):
+    raise TypeError(f"{argname}: expected True or False, got {value!r}")
+  return value
+
+
+def check_rate(rate, argname):
+  if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not 0 <= rate < 1:
+    raise ValueError(f"{argname}: expected a rate in [0, 1), got {rate!r}")
+  return float(rate)
+
+
+def check_positive_int(value, argname):
+  if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+    raise ValueError(f"{argname}: expected a positive int, got {value!r}")
+  return value
+
+
+def check_compute_dtype(dtype):
+  if dtype is None:
+    return None
+  try:
+    dtype = jnp.dtype(dtype)
+  except TypeError:
+    raise TypeError(f"compute_dtype: expected None or a floating dtype such as "
+                    f"jnp.bfloat16, got {dtype!r}") from None
+  if not jnp.issubdtype(dtype, jnp.floating):
+    raise ValueError(f"compute_dtype: expected a floating dtype, got {dtype}")
+  return dtype
+
+
+def check_step_reset(reset, batch):
+  """Returns `reset` as a bool array [B], or None, or raises."""
+  if reset is None:
+    return None
+  if not hasattr(reset, "dtype"):
+    reset = np.asarray(reset)
+  if reset.dtype != np.bool_ or tuple(reset.shape) != (batch,):
+    raise ValueError(f"reset: expected a bool array ({batch},) [batch], got "
+                     f"{reset.dtype}{list(reset.shape)}")
+  return jnp.asarray(reset)

@@ -6,12 +6,18 @@ the variational dropout of Gal & Ghahramani 2016 ("A Theoretically Grounded Appl
 Dropout in Recurrent Neural Networks"). `with_recurrent_mask` applies such a mask to the
 hidden state that feeds the recurrence, h_{t-1} @ w_hh -> (h_{t-1} * m) @ w_hh, as Keras'
 `recurrent_dropout` does, without touching the cell's maths: the cell is wrapped.
+
+`input_dropout` and `recurrent_dropout` are the layer wrappers that `stacked_rnn` uses:
+the layer's PRNG key (`ctx.key`, `jax.random.split(key, L)[l]` for layer l) draws its
+input mask, and `fold_in(ctx.key, 1 + direction)` its recurrent mask. Layer 0 reads the
+stack's inputs, which no dropout touches.
 """
 
 import jax
 import jax.numpy as jnp
 
-from deeprnn_jax._src.base import Cell, LSTMState
+from deeprnn_jax._src.base import Cell
+from deeprnn_jax._src.layers import Layer, with_cell_transform
 
 
 def elementwise(x, key, rate):
@@ -45,10 +51,10 @@ def with_recurrent_mask(cell: Cell, params, mask):
     params = dict(params, w_hh=mask[:, :, None].astype(w_hh.dtype) * w_hh[None])  # [B, H, 3H]
     axes = {name: 0 if name == "w_hh" else None for name in params}
     recur = jax.vmap(cell.recur, in_axes=(axes, 0, 0))
-  else:  # the RNN and the LSTM read h only through h @ w_hh
+  else:  # the RNN and the LSTM read h only through h @ w_hh (so must a user's cell)
 
     def recur(p, carry, xp):
-      if isinstance(carry, LSTMState):
+      if hasattr(carry, "h"):  # LSTMState, or a user cell's named carry
         return cell.recur(p, carry._replace(h=carry.h * mask.astype(carry.h.dtype)), xp)
       return cell.recur(p, carry * mask.astype(carry.dtype), xp)
 
@@ -57,3 +63,44 @@ def with_recurrent_mask(cell: Cell, params, mask):
 
   # the cell's fast rule computes the unmasked recurrence: the wrapped cell has none
   return cell._replace(recur=recur, step=step, fast_rule=None), params
+
+
+def input_dropout(layer: Layer, rate: float, variational: bool = False) -> Layer:
+  """`layer` reading its input through dropout of `rate` in training (a key given),
+  one mask per element and step, or with `variational` one per sequence [B, F]."""
+
+  def dropped(h, key):  # h [T, B, F]
+    _, B, F = h.shape
+    if variational:  # one mask per sequence, reused at every step
+      return h * sequence_mask(key, rate, B, F, h.dtype)[None]
+    return elementwise(h, key, rate)
+
+  def run(params, h, carry, ctx):
+    x = h if ctx.key is None else jnp.where(ctx.index > 0, dropped(h, ctx.key), h)
+    return layer.run(params, x, carry, ctx)
+
+  def step(params, carry, x, ctx):
+    return layer.step(params, carry, x if ctx.in_mask is None else x * ctx.in_mask, ctx)
+
+  def draw_input_mask(key, shape, dtype):
+    if variational:
+      return jnp.broadcast_to(sequence_mask(key, rate, shape[1], shape[2], dtype)[None],
+                              shape)
+    return elementwise(jnp.ones(shape, dtype), key, rate)
+
+  return layer._replace(run=run, step=step, draw_input_mask=draw_input_mask)
+
+
+def recurrent_dropout(layer: Layer, rate: float) -> Layer:
+  """`layer` whose recurrence reads (h * m) @ w_hh in training, m [B, H] drawn per
+  sequence and direction from `fold_in(ctx.key, 1 + ctx.direction)`."""
+
+  def transform(cell, params, carry, ctx):
+    if ctx.key is None:
+      return cell, params
+    batch = jax.tree.leaves(carry)[0].shape[0]
+    mask = sequence_mask(jax.random.fold_in(ctx.key, 1 + ctx.direction), rate, batch,
+                         layer.width, ctx.compute_dtype)
+    return with_recurrent_mask(cell, params, mask)
+
+  return with_cell_transform(layer, transform)

@@ -9,10 +9,13 @@ and the carry stay in the state dtype, so that rounding does not build up over t
 Each layer's outputs come in the compute dtype: they are the next layer's matmul operand.
 """
 
+from typing import Any, NamedTuple
+
 import jax
 import jax.numpy as jnp
 
 from deeprnn_jax._src.base import Cell
+from deeprnn_jax._src.layers import Layer, with_cell_transform
 
 
 def cast_floating(tree, dtype):
@@ -87,3 +90,31 @@ def keep_carry_dtype(cell: Cell, compute_dtype, carry) -> Cell:
     return recur(params, carry, cell.project(params, x))
 
   return cell._replace(recur=recur, step=step, fast_rule=None)  # the rule is one-dtype
+
+
+class Dtypes(NamedTuple):
+  """The dtypes of one call: `compute` for matmul operands and outputs, `state` for the
+  carry, biases and gate arithmetic."""
+  compute: Any
+  state: Any
+
+
+def dtypes(compute_dtype, params, input_dtype) -> Dtypes:
+  """The policy for `params` and inputs of `input_dtype`: matmuls in `compute_dtype`
+  (None: the inputs' dtype), the state in the wider of that and the params' dtype."""
+  compute = jnp.dtype(input_dtype) if compute_dtype is None else jnp.dtype(compute_dtype)
+  return Dtypes(compute, state_dtype(first_floating_dtype(params), compute))
+
+
+def prepare(policy: Dtypes, params, x):
+  """Params and inputs as a call computes with them (weights in the compute dtype,
+  other floating params in the state dtype, inputs in the compute dtype)."""
+  return cast_params(params, policy.compute, policy.state), x.astype(policy.compute)
+
+
+def with_precision(layer: Layer) -> Layer:
+  """`layer` whose cell computes in the state dtype (`ctx.state_dtype`) whatever the
+  dtype of the carry it is given (e.g. a bf16 initial state), which keeps its own."""
+  return with_cell_transform(
+      layer, lambda cell, params, carry, ctx: (keep_carry_dtype(cell, ctx.state_dtype, carry),
+                                               params))

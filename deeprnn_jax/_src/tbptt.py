@@ -84,9 +84,8 @@ def tbptt_apply(model: StackedRNN, params, xs, chunk_size: int, lengths=None,
   lengths = checks.check_lengths(lengths, B, T)
   n_chunks = -(-T // chunk_size)
   if initial_state is None:
-    compute = jnp.dtype(xs.dtype) if model.compute_dtype is None else model.compute_dtype
-    dtype = precision.state_dtype(precision.first_floating_dtype(params), compute)
-    initial_state = model.initial_state(B, dtype)
+    initial_state = model.initial_state(
+        B, precision.dtypes(model.compute_dtype, params, xs.dtype).state)
   else:  # a tuple of carries, as `apply` returns it, so that the chunk scan's carry matches
     initial_state = checks.check_initial_state(initial_state, model.cells, B)
   keys = _chunk_keys(model, key, n_chunks)

@@ -16,7 +16,7 @@ from deeprnn_jax._src.masking import mask_step as _mask_step
 
 
 def scan_layer(cell: Cell, params, xs, carry, lengths=None, *, reverse=False, unroll=1,
-               fast_grad=None):
+               fast_grad=None, resets=None):
   """Runs `cell` over time with `lax.scan`, projecting each step's input inside the loop.
 
   The input projection `x_t @ w_ih + b` runs inside the loop, one [B, F] x [F, G*H]
@@ -38,10 +38,14 @@ def scan_layer(cell: Cell, params, xs, carry, lengths=None, *, reverse=False, un
       backward loop (`fast_scan.py`; same numbers). None (default): only where the rule
       measured faster on this backend (`fast_grad_choice.py`). False, and cells without a
       rule (or one a wrapper dropped): autodiff of the plain scan.
+    resets: optional bool [T, B]: before step t, rows where resets[t] holds restart from
+      `carry` (segment resets; autodiff of the plain scan).
 
   Returns:
     (final carry, ys [T, B, H]).
   """
+  if resets is not None:
+    return _scan_with_resets(cell, params, xs, carry, lengths, resets, reverse, unroll)
   wanted = fast_grad or (fast_grad is None and fast_grad_choice.prefers_fast(cell.kind))
   if wanted and fast_scan.applies(cell.fast_rule, params, carry, xs[0]):
     return fast_scan.recurrence(cell.fast_rule, params, carry, xs, lengths, reverse=reverse,
@@ -59,6 +63,27 @@ def scan_layer(cell: Cell, params, xs, carry, lengths=None, *, reverse=False, un
   return lax.scan(masked_body, carry, (xs, steps), reverse=reverse, unroll=unroll)
 
 
+def _scan_with_resets(cell, params, xs, carry, lengths, resets, reverse, unroll,
+                      initial=None):
+  """The plain scan from `carry`, rows restarting from `initial` (default: `carry`) where
+  `resets` [T, B] holds."""
+  initial = carry if initial is None else initial
+  steps = jnp.arange(xs.shape[0], dtype=jnp.int32)
+
+  def body(c, inp):
+    x_t, t, reset_t = inp
+    new_c, y = cell.step(params, _restart(reset_t, initial, c), x_t)
+    if lengths is None:
+      return new_c, y
+    return _mask_step(t < lengths, new_c, c, y)  # past the length even a reset is undone
+
+  return lax.scan(body, carry, (xs, steps, resets), reverse=reverse, unroll=unroll)
+
+
+def _restart(reset, initial, carry):
+  return jax.tree.map(lambda i, c: jnp.where(reset[:, None], i, c), initial, carry)
+
+
 def remat_chunk(time: int) -> int:
   """The default chunk of `remat_scan_layer`: the divisor of `time` nearest sqrt(time).
 
@@ -70,7 +95,7 @@ def remat_chunk(time: int) -> int:
 
 
 def remat_scan_layer(cell: Cell, params, xs, carry, lengths=None, *, reverse=False,
-                     unroll=1, chunk=None):
+                     unroll=1, chunk=None, resets=None):
   """`scan_layer` that keeps only every chunk-th carry for the backward pass.
 
   Time is cut into chunks of `chunk` steps (which must divide T); each chunk runs under
@@ -91,25 +116,33 @@ def remat_scan_layer(cell: Cell, params, xs, carry, lengths=None, *, reverse=Fal
     raise ValueError(f"chunk: expected a positive int dividing the time axis ({T}), "
                      f"got {chunk!r}")
 
+  initial = carry
+
   @jax.checkpoint
   def run_chunk(c, inp):
-    x, start = inp
+    x, start, r = inp
     local = None if lengths is None else lengths - start  # t < lengths - start, t local
-    return scan_layer(cell, params, x, c, local, reverse=reverse, unroll=unroll)
+    if r is None:
+      return scan_layer(cell, params, x, c, local, reverse=reverse, unroll=unroll)
+    # a reset restarts from the layer's initial carry, not the chunk's
+    return _scan_with_resets(cell, params, x, c, local, r, reverse, unroll, initial)
 
   xs_c = xs.reshape((T // chunk, chunk) + xs.shape[1:])  # [T/chunk, chunk, B, F]
   starts = jnp.arange(0, T, chunk, dtype=jnp.int32)
-  carry, ys = lax.scan(run_chunk, carry, (xs_c, starts), reverse=reverse)
+  resets_c = None if resets is None else resets.reshape((T // chunk, chunk) + resets.shape[1:])
+  carry, ys = lax.scan(run_chunk, carry, (xs_c, starts, resets_c), reverse=reverse)
   return carry, ys.reshape((T,) + ys.shape[2:])  # [T, B, H]
 
 
-def loop_layer(cell: Cell, params, xs, carry, lengths=None, *, reverse=False):
+def loop_layer(cell: Cell, params, xs, carry, lengths=None, *, reverse=False, resets=None):
   """Reference for `scan_layer`: a plain Python loop of `cell.step` over time."""
   T = xs.shape[0]
   ys = [None] * T
+  initial = carry
   order = range(T - 1, -1, -1) if reverse else range(T)
   for t in order:
-    new_carry, y = cell.step(params, carry, xs[t])
+    start = carry if resets is None else _restart(resets[t], initial, carry)
+    new_carry, y = cell.step(params, start, xs[t])
     if lengths is not None:
       new_carry, y = _mask_step(t < lengths, new_carry, carry, y)
     carry, ys[t] = new_carry, y

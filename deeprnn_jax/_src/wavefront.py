@@ -72,28 +72,51 @@ def wavefront_group(cell: Cell, params, h, carries, lengths=None, *, in_masks=No
     (top layer's output [T, B, H], final carries [n, ...], every layer's output
     [n, T, B, H] or None when not keep_all).
   """
+  n = _group_size(params)
+  residual = jnp.zeros((n,), bool) if residual_from is None else residual_from
+
+  def step(p, carry, x, in_mask, valid, res):
+    new_carry, y = cell.step(p, carry, x if in_mask is None else x * in_mask)
+    new_carry, y = _mask_step(valid, new_carry, carry, y)
+    return new_carry, y if residual_from is None else y + jnp.where(res, x, 0)
+
+  return wavefront_steps(step, params, h, carries, lengths, per_wave=in_masks,
+                         per_layer=residual, unroll=unroll, keep_all=keep_all)
+
+
+def wavefront_steps(step, params, h, carries, lengths=None, *, per_wave=None, per_layer=None,
+                    unroll=1, keep_all=False):
+  """The wavefront over any layer step: `wavefront_group`'s loop, for schedules.
+
+  Args:
+    step: `step(params, carry, x, per_wave, valid, per_layer) -> (carry, y)` of one layer
+      and one step (x [B, H], valid bool [B]); it is vmapped over the group's layers.
+    params, h, carries, lengths, unroll, keep_all: as in `wavefront_group`.
+    per_wave: None or a pytree of [n, T, B, ...] arrays (e.g. `in_masks`): layer j's
+      entry at its time t reaches its step (zeros where it has none).
+    per_layer: a pytree of [n, ...], each layer's entry passed to every step of it
+      (default: the layer's position).
+  """
   T, B, H = h.shape
   n = _group_size(params)
   S = T + n - 1
   layers = jnp.arange(n, dtype=jnp.int32)
-  step = jax.vmap(cell.step)  # one batched step of all n layers
+  per_layer = layers if per_layer is None else per_layer
+  vstep = jax.vmap(step)  # one batched step of all n layers
   h_waves = jnp.pad(h, [(0, n - 1), (0, 0), (0, 0)])  # layer 0 reads h[s]; nothing later
-  masks = None if in_masks is None else _skew(in_masks, n)  # [S, n, B, H]
+  waves_in = jax.tree.map(lambda a: _skew(a, n), per_wave)  # each [S, n, B, ...]
 
   def body(state, inp):
     carry, outs = state  # outs [n, B, H]: each layer's output at the previous wave
     x0, mask, s = inp
     x = jnp.concatenate([x0[None], outs[:-1]])  # [n, B, H], layer j's input
-    new_carry, y = step(params, carry, x if mask is None else x * mask)
     valid = _valid(s - layers, T, lengths, B)  # [n, B]
-    new_carry, y = jax.vmap(_mask_step)(valid, new_carry, carry, y)
-    if residual_from is not None:
-      y = y + jnp.where(residual_from[:, None, None], x, 0)
+    new_carry, y = vstep(params, carry, x, mask, valid, per_layer)
     return (new_carry, y), (y if keep_all else y[-1])
 
   outs0 = jnp.zeros((n, B, H), h.dtype)
   waves = jnp.arange(S, dtype=jnp.int32)
-  (carry, _), ys = lax.scan(body, (carries, outs0), (h_waves, masks, waves), unroll=unroll)
+  (carry, _), ys = lax.scan(body, (carries, outs0), (h_waves, waves_in, waves), unroll=unroll)
   if not keep_all:
     return ys[n - 1:], carry, None  # the top layer's time t came at wave t + n - 1
   all_ys = _unskew(ys, n, T)

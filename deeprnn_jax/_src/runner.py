@@ -1,0 +1,160 @@
+"""Running a stack's layers: init, apply (by a schedule), the reference, and one step.
+
+`stacked_rnn` builds the layers (`layers.py` and its wrappers) and the layout; a
+`Runner` holds them and provides the functions of the `StackedRNN` it returns.
+"""
+
+import functools
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from deeprnn_jax._src import checks
+from deeprnn_jax._src import layout
+from deeprnn_jax._src import outputs
+from deeprnn_jax._src import precision
+from deeprnn_jax._src import schedules
+from deeprnn_jax._src.bidirectional import check_state as check_bidirectional_state
+from deeprnn_jax._src.layers import Context
+from deeprnn_jax._src.unroll import loop_layer, remat_scan_layer, scan_layer
+
+
+class _Call(NamedTuple):
+  """One call's checked inputs, cast by the precision policy."""
+  params: tuple
+  h: jax.Array  # [T, B, F]
+  lengths: object
+  state: object  # a tuple of carries, or None for zeros built per group
+  keys: object  # [L] PRNG keys or None
+  ctx: Context
+
+
+class Runner:
+  """The functions of a StackedRNN over `layers` grouped as `groups`."""
+
+  def __init__(self, layers, groups, options, input_size, schedule):
+    self.layers, self.groups, self.o = layers, groups, options
+    self.input_size, self.schedule = input_size, schedule
+    self.widths = (input_size,) + tuple(layer.width for layer in layers)
+    self.cells = tuple(layer.cell for layer in layers)
+
+  def init(self, key, dtype=jnp.float32):
+    keys = jax.random.split(key, len(self.layers))
+    per_layer = [layer.init(k, w, dtype)
+                 for layer, k, w in zip(self.layers, keys, self.widths)]
+    return layout.stack(per_layer, self.groups)
+
+  def initial_state(self, batch_size, dtype=jnp.float32):
+    batch_size = checks.check_batch_size(batch_size)
+    return tuple(layer.initial_carry(batch_size, dtype) for layer in self.layers)
+
+  @functools.cached_property
+  def param_shapes(self):
+    return jax.eval_shape(self.init, jax.random.key(0))
+
+  def check_state(self, state, batch, argname="initial_state"):
+    if self.o["bidirectional"]:
+      return check_bidirectional_state(state, self.cells, batch)
+    return checks.check_initial_state(state, self.cells, batch, argname=argname)
+
+  def _prepare(self, params, xs, lengths, state, train, key, output, resets, time_loop):
+    checks.check_params(params, self.param_shapes)
+    checks.check_xs(xs, self.input_size)
+    outputs.check_output(output)
+    B, T, _ = xs.shape
+    lengths = checks.check_lengths(lengths, B, T)
+    resets = checks.check_resets(resets, B, T)
+    policy = precision.dtypes(self.o["compute_dtype"], params, xs.dtype)
+    if state is not None:
+      state = self.check_state(state, B)
+    needs_key = train and (self.o["dropout"] > 0 or self.o["recurrent_dropout"] > 0)
+    if needs_key and key is None:
+      raise ValueError("key: dropout or recurrent_dropout > 0 in training needs a PRNG key, "
+                       "got None")
+    if needs_key:
+      checks.check_key(key)
+    keys = jax.random.split(key, len(self.layers)) if needs_key else None
+    params, xs = precision.prepare(policy, params, xs)
+    ctx = Context(time_loop=time_loop, unroll=self.o["unroll"], lengths=lengths,
+                  resets=resets, state_dtype=policy.state, compute_dtype=policy.compute)
+    return _Call(params, jnp.swapaxes(xs, 0, 1), lengths, state, keys, ctx)  # h [T, B, F]
+
+  def _group_carries(self, call, first, count):
+    """Layers first..first+count-1's carries stacked [count, ...]. Zeros are made at that
+    shape directly, so the program does not grow with depth."""
+    if call.state is None:
+      zero = self.layers[first].initial_carry(call.h.shape[1], call.ctx.state_dtype)
+      return jax.tree.map(lambda a: jnp.broadcast_to(a, (count,) + a.shape), zero)
+    return layout.stack_carries(call.state[first:first + count])
+
+  def _run(self, call, schedule, keep_all):
+    """Every group by `schedule`: (every layer's output [T, B, W_l], final carries)."""
+    h, finals, seqs = call.h, [], []
+    for g, (first, count) in enumerate(self.groups):
+      keys = None if call.keys is None else call.keys[first:first + count]
+      indices = np.arange(first, first + count, dtype=np.int32)
+      carries = self._group_carries(call, first, count)
+      if count == 1 and schedule is not schedules.REFERENCE:
+        # a shape-changing layer: its output cannot be a scan carry
+        p, k, carry = jax.tree.map(lambda a: a[0], (call.params[g], keys, carries))
+        h, carry = self.layers[first].run(p, h, carry, call.ctx._replace(
+            key=k, index=jnp.asarray(indices)[0]))
+        finals.append(carry)
+        seqs.append(h)
+        continue
+      h, group_finals, group_seqs = schedule.run_group(
+          self.layers[first], call.params[g], h, carries, call.ctx, keys, indices, keep_all)
+      finals += layout.unstack_carries(group_finals, count)
+      seqs += [h] if group_seqs is None else [group_seqs[i] for i in range(count)]
+    return seqs, tuple(finals)
+
+  def _finish(self, seqs, finals, lengths, output):
+    top = jnp.swapaxes(seqs[-1], 0, 1)  # [B, T, D*H]
+    if output == "all":
+      ys = tuple(jnp.swapaxes(s, 0, 1) for s in seqs)  # each [B, T, D*H_l]
+    elif output == "last":
+      backward = self.layers[-1].width // 2 if self.o["bidirectional"] else 0
+      ys = outputs.last_valid(top, lengths, backward)
+    else:
+      ys = top
+    return ys, finals
+
+  def apply(self, params, xs, lengths=None, initial_state=None, *, train=False, key=None,
+            output="sequence", resets=None):
+    loop = functools.partial(remat_scan_layer if self.o["remat"] else scan_layer,
+                             unroll=self.o["unroll"])
+    call = self._prepare(params, xs, lengths, initial_state, train, key, output, resets, loop)
+    seqs, finals = self._run(call, self.schedule, output == "all")
+    return self._finish(seqs, finals, call.lengths, output)
+
+  def apply_reference(self, params, xs, lengths=None, initial_state=None, *, train=False,
+                      key=None, output="sequence", resets=None):
+    call = self._prepare(params, xs, lengths, initial_state, train, key, output, resets,
+                         loop_layer)
+    if call.state is None:  # built per layer, as a user would
+      call = call._replace(state=self.initial_state(call.h.shape[1], call.ctx.state_dtype))
+    seqs, finals = self._run(call, schedules.REFERENCE, True)
+    return self._finish(seqs, finals, call.lengths, output)
+
+  def step(self, params, state, x_t, reset=None):
+    if self.o["bidirectional"]:
+      return self.layers[0].step(None, None, None, None)  # raises: it cannot step
+    if not hasattr(x_t, "ndim") or x_t.ndim != 2 or x_t.shape[-1] != self.input_size:
+      raise ValueError(f"x_t: expected an array [batch, {self.input_size}], got "
+                       f"{getattr(x_t, 'shape', type(x_t).__name__)}")
+    checks.check_params(params, self.param_shapes)
+    B = x_t.shape[0]
+    state = self.check_state(state, B, argname="state")
+    reset = checks.check_step_reset(reset, B)
+    policy = precision.dtypes(self.o["compute_dtype"], params, x_t.dtype)
+    params, x_t = precision.prepare(policy, params, x_t)
+    ctx = Context(state_dtype=policy.state, compute_dtype=policy.compute, reset=reset)
+    new_state = []
+    for l, layer in enumerate(self.layers):
+      initial = None if reset is None else layer.initial_carry(B, policy.state)
+      carry, x_t = layer.step(layout.layer_params(self.groups, params, l), state[l], x_t,
+                              ctx._replace(index=l, initial=initial))
+      new_state.append(carry)
+    return tuple(new_state), x_t
