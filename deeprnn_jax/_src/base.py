@@ -34,6 +34,8 @@ class Cell(NamedTuple):
     kind: "rnn", "lstm" or "gru".
     gates: how many H-wide blocks the kernels have (1, 4 or 3).
     layer_norm: whether the cell normalises its projections (Ba et al. 2016).
+    output_size: the width of y and of the carry's h when it differs from hidden_size
+      (an LSTM with `proj_size`); None otherwise.
     fast_rule: None, or a `fast_scan.FastRule`: the cell's declared hand-written JVP for
       the time scan, written op for op as `recur`. A cell without one gets autodiff.
   """
@@ -48,3 +50,4 @@ class Cell(NamedTuple):
   gates: int
   layer_norm: bool = False
   fast_rule: Any = None
+  output_size: Any = None

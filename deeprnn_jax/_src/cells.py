@@ -60,7 +60,7 @@ def _recurrent(params, h, gates, layer_norm):
 
 
 def _make_cell(kind, hidden_size, gates, recur, init_fn, carry_fn, layer_norm=False,
-               fast_rule=None):
+               fast_rule=None, output_size=None):
   """Builds the Cell from a cell's recurrence; project and step are shared. A layer-norm
   cell has no fast rule: the rules are written for the plain projections."""
 
@@ -75,7 +75,8 @@ def _make_cell(kind, hidden_size, gates, recur, init_fn, carry_fn, layer_norm=Fa
 
   return Cell(init=init_fn, project=project, recur=recur, step=step,
               initial_carry=carry_fn, hidden_size=hidden_size, kind=kind, gates=gates,
-              layer_norm=layer_norm, fast_rule=None if layer_norm else fast_rule)
+              layer_norm=layer_norm, fast_rule=None if layer_norm else fast_rule,
+              output_size=output_size)
 
 
 def _add_ln_params(hidden_size, gates, cell_state):
@@ -106,13 +107,17 @@ def _check_layer_norm(layer_norm):
     raise TypeError(f"layer_norm: expected True or False, got {layer_norm!r}")
 
 
-def _init_fn(hidden_size, gates, kernel_init, recurrent_init, bias_init, extra=None):
+def _init_fn(hidden_size, gates, kernel_init, recurrent_init, bias_init, extra=None,
+             rows=None):
+  """`rows`: the width of the h that w_hh reads (hidden_size, or an LSTM's proj_size)."""
+  rows = hidden_size if rows is None else rows
+
   def init(key, input_size, dtype=jnp.float32):
     _check_size(input_size, "input_size")
     k_ih, k_hh, k_b = jax.random.split(key, 3)
     params = {
         "w_ih": kernel_init(k_ih, (input_size, gates * hidden_size), dtype),
-        "w_hh": inits.per_gate(recurrent_init, k_hh, (hidden_size, gates * hidden_size),
+        "w_hh": inits.per_gate(recurrent_init, k_hh, (rows, gates * hidden_size),
                                gates, dtype),
         "b": bias_init(k_b, (gates * hidden_size,), dtype),
     }
@@ -167,6 +172,7 @@ def rnn(hidden_size: int, *, nonlinearity: str = "tanh",
 
 
 def lstm(hidden_size: int, *, forget_bias: float = 1.0, layer_norm: bool = False,
+         proj_size: Optional[int] = None,
          kernel_init: Union[str, inits.Initializer, None] = None,
          recurrent_init: Union[str, inits.Initializer, None] = None,
          bias_init: Union[str, inits.Initializer, None] = None) -> Cell:
@@ -186,10 +192,23 @@ def lstm(hidden_size: int, *, forget_bias: float = 1.0, layer_norm: bool = False
   this module's docstring), with the extra params `ln_ih_scale`, `ln_hh_scale` [4H],
   `ln_c_scale`, `ln_c_bias` [H]; h_t = sigmoid(o) * tanh(LN(c_t) * ln_c_scale + ln_c_bias)
   while the carry keeps the unnormalised c_t.
+
+  With `proj_size=P` (Sak et al. 2014, "LSTM recurrent neural network architectures for
+  large scale acoustic modeling"; PyTorch's `nn.LSTM(proj_size=)`) the output is
+  projected: h_t = (sigmoid(o) * tanh(c_t)) @ w_hr, with `w_hr` [H, P] (Glorot-uniform,
+  PyTorch's weight_hr transposed), so h_t, y_t and the rows of `w_hh` [P, 4H] are P wide
+  while c_t stays [B, H]. Not with layer_norm; no hand-written gradient (autodiff).
   """
   _check_size(hidden_size, "hidden_size")
   _check_layer_norm(layer_norm)
   H = hidden_size
+  if proj_size is not None:
+    _check_size(proj_size, "proj_size")
+    if layer_norm:
+      raise ValueError("proj_size: the layer-norm LSTM has no projection; expected "
+                       "proj_size=None with layer_norm=True, got proj_size="
+                       f"{proj_size!r}")
+  P = H if proj_size is None else proj_size
 
   def recur(params, carry, xp):
     gates = xp + _recurrent(params, carry.h, 4, layer_norm)  # [B, 4H]
@@ -199,6 +218,8 @@ def lstm(hidden_size: int, *, forget_bias: float = 1.0, layer_norm: bool = False
     if layer_norm:
       c_out = _block_norm(c, 1) * params["ln_c_scale"] + params["ln_c_bias"]
     h = jax.nn.sigmoid(o) * jnp.tanh(c_out)
+    if proj_size is not None:
+      h = precision.dot(h, params["w_hr"], params["b"].dtype)  # [B, P]
     return LSTMState(h, c), h.astype(params["w_hh"].dtype)  # y in the compute dtype
 
   def add_forget_bias(params, dtype):
@@ -207,14 +228,30 @@ def lstm(hidden_size: int, *, forget_bias: float = 1.0, layer_norm: bool = False
 
   def initial_carry(batch_size, dtype=jnp.float32):
     zeros = jnp.zeros((batch_size, H), dtype)
+    if proj_size is not None:
+      return LSTMState(jnp.zeros((batch_size, P), dtype), zeros)
     return LSTMState(zeros, zeros)
 
-  init = _init_fn(H, 4, inits.resolve(kernel_init, "glorot_uniform", "kernel_init"),
-                  inits.resolve(recurrent_init, "orthogonal", "recurrent_init"),
+  kernel = inits.resolve(kernel_init, "glorot_uniform", "kernel_init")
+  init = _init_fn(H, 4, kernel, inits.resolve(recurrent_init, "orthogonal", "recurrent_init"),
                   inits.resolve(bias_init, "zeros", "bias_init"),
                   extra=_chain(add_forget_bias, _add_ln_params(H, 4, True)) if layer_norm
-                  else add_forget_bias)
+                  else add_forget_bias, rows=P)
+  if proj_size is not None:
+    init = _with_projection(init, kernel, H, P)
+    return _make_cell("lstm", H, 4, recur, init, initial_carry, output_size=P)
   return _make_cell("lstm", H, 4, recur, init, initial_carry, layer_norm, fast_scan.LSTM)
+
+
+def _with_projection(init, kernel_init, H, P):
+  """`init` plus the LSTM's output projection w_hr [H, P], from a key of its own."""
+
+  def init_proj(key, input_size, dtype=jnp.float32):
+    params = init(key, input_size, dtype)
+    params["w_hr"] = kernel_init(jax.random.fold_in(key, 1), (H, P), dtype)
+    return params
+
+  return init_proj
 
 
 def gru(hidden_size: int, *, layer_norm: bool = False,
@@ -267,11 +304,16 @@ CELLS = {"rnn": rnn, "lstm": lstm, "gru": gru}
 
 def make_cell(kind: str, hidden_size: int, *, nonlinearity: Optional[str] = None,
               forget_bias: Optional[float] = None, layer_norm: bool = False,
-              **init_kwargs) -> Cell:
+              proj_size: Optional[int] = None, **init_kwargs) -> Cell:
   """Builds a cell by name, rejecting options that do not apply to it."""
   if kind not in CELLS:
     raise ValueError(f"cell: expected one of {sorted(CELLS)}, got {kind!r}")
   kwargs = dict(init_kwargs)
+  if proj_size is not None:
+    if kind != "lstm":
+      raise ValueError(f"proj_size: only the 'lstm' cell has an output projection, got "
+                       f"cell {kind!r}")
+    kwargs["proj_size"] = proj_size
   _check_layer_norm(layer_norm)
   if layer_norm:
     if kind == "rnn":

@@ -39,6 +39,13 @@ def check_convertible(model, framework):
   if any(getattr(c, "layer_norm", False) for c in model.cells):
     raise ValueError(f"model: {framework}'s recurrent layers have no layer normalisation; "
                      f"expected a stack built with layer_norm=False, got layer_norm=True")
+  kind = model.cells[0].kind
+  if kind not in ("rnn", "lstm", "gru"):
+    raise ValueError(f"model: {framework} has no cell like this user-defined one; expected "
+                     f"cell 'rnn', 'lstm' or 'gru', got kind {kind!r}")
+  if framework == "Keras" and any(c.output_size for c in model.cells):
+    raise ValueError("model: Keras' LSTM has no output projection; expected a stack built "
+                     f"with proj_size=None, got proj_size={model.cells[0].output_size}")
 
 
 def layer_shapes(model):
@@ -62,17 +69,25 @@ def unstack_layers(model, params):
           for l in range(len(model.cells))]
 
 
+def _fields(cell):
+  """PyTorch's fields of one layer and direction: weight_hr too with a projection."""
+  return TORCH_FIELDS + (("weight_hr",) if cell.output_size else ())
+
+
 def _torch_names(model):
   """All state_dict names of the torch module matching `model`, in PyTorch's order."""
-  return [f"{field}_l{k}{suffix}" for k in range(len(model.cells))
-          for _, suffix in directions(model) for field in TORCH_FIELDS]
+  return [f"{field}_l{k}{suffix}" for k, cell in enumerate(model.cells)
+          for _, suffix in directions(model) for field in _fields(cell)]
 
 
 def _read_torch(state_dict, k, suffix, cell, in_width):
   """Layer k's entries for one direction, shape-checked, as float64 {field: array}."""
   GH, H = cell.gates * cell.hidden_size, cell.hidden_size
-  want = {"weight_ih": (GH, in_width), "weight_hh": (GH, H), "bias_ih": (GH,),
+  P = cell.output_size or H  # the width of h (an LSTM's proj_size)
+  want = {"weight_ih": (GH, in_width), "weight_hh": (GH, P), "bias_ih": (GH,),
           "bias_hh": (GH,)}
+  if cell.output_size:
+    want["weight_hr"] = (P, H)
   w = {}
   for field, shape in want.items():
     name = f"{field}_l{k}{suffix}"
@@ -88,6 +103,8 @@ def _to_ours(kind, H, w):
   """One layer and direction: torch {field: array} -> our {w_ih, w_hh, b(, b_hn)}."""
   b = w["bias_ih"] + w["bias_hh"]
   layer = {"w_ih": w["weight_ih"].T, "w_hh": w["weight_hh"].T, "b": b}
+  if "weight_hr" in w:  # h = (o * tanh(c)) @ weight_hr.T
+    layer["w_hr"] = w["weight_hr"].T
   if kind == "gru":  # r multiplies the recurrent n bias, so it cannot join b
     layer["b"] = np.concatenate([b[:2 * H], w["bias_ih"][2 * H:]])
     layer["b_hn"] = w["bias_hh"][2 * H:]
@@ -101,8 +118,8 @@ def from_torch(model: StackedRNN, state_dict: Mapping[str, np.ndarray], dtype=jn
     model: a `stacked_rnn` of the same cell, depth, widths and directions as the torch
       module (and, for "rnn", the same nonlinearity; `batch_first` does not matter).
     state_dict: {name: array} as `{k: v.numpy() for k, v in module.state_dict().items()}`;
-      the module must have `bias=True` and no `proj_size`. A `bidirectional=True` module
-      needs `stacked_rnn(..., bidirectional=True)`.
+      the module must have `bias=True`. A `bidirectional=True` module needs
+      `stacked_rnn(..., bidirectional=True)`, a `proj_size=P` LSTM `proj_size=P`.
     dtype: dtype of the returned arrays.
 
   Returns:
@@ -117,7 +134,8 @@ def from_torch(model: StackedRNN, state_dict: Mapping[str, np.ndarray], dtype=jn
   extra = sorted(set(state_dict) - set(expected))
   if missing or extra:
     kind = "bidirectional" if len(directions(model)) == 2 else "unidirectional"
-    hint = ("; proj_size is not supported"
+    hint = ("; proj_size is not supported by this model: build it with "
+            "stacked_rnn(..., proj_size=P)"
             if any(n.startswith("weight_hr") for n in extra) else "")
     raise ValueError(f"state_dict: expected the {len(expected)} entries of a "
                      f"{len(model.cells)}-layer {kind} torch {model.cells[0].kind.upper()} "
@@ -161,6 +179,8 @@ def to_torch(model: StackedRNN, params, dtype=np.float32) -> dict:
         bias_hh[2 * H:] = p["b_hn"]
       fields = {"weight_ih": p["w_ih"].T, "weight_hh": p["w_hh"].T, "bias_ih": p["b"],
                 "bias_hh": bias_hh}
-      for field in TORCH_FIELDS:
+      if cell.output_size:
+        fields["weight_hr"] = p["w_hr"].T
+      for field in _fields(cell):
         state_dict[f"{field}_l{k}{suffix}"] = np.ascontiguousarray(fields[field], dtype)
   return state_dict

@@ -26,7 +26,7 @@ def cast_floating(tree, dtype):
   return jax.tree.map(cast, tree)
 
 
-WEIGHTS = ("w_ih", "w_hh")  # the matmul operands among a cell's parameters
+WEIGHTS = ("w_ih", "w_hh", "w_hr")  # the matmul operands among a cell's parameters
 
 
 def dot(a, w, out_dtype):

@@ -129,7 +129,7 @@ def stacked_rnn(cell, input_size: int, hidden_sizes, *, nonlinearity: Optional[s
                 bidirectional: bool = False, residual: bool = False, layer_norm: bool = False,
                 recurrent_dropout: float = 0.0, variational: bool = False,
                 compute_dtype=None, remat: bool = False,
-                schedule: str = "layer") -> StackedRNN:
+                schedule: str = "layer", proj_size: Optional[int] = None) -> StackedRNN:
   """Builds a stack of `cell` layers of widths `hidden_sizes` over `input_size` inputs.
 
   Layer l reads layer l-1's whole output sequence (Keras' `return_sequences=True`) and
@@ -200,6 +200,8 @@ def stacked_rnn(cell, input_size: int, hidden_sizes, *, nonlinearity: Optional[s
   o = _check_options(input_size, dropout, unroll, remat, bidirectional, residual, layer_norm,
                      recurrent_dropout, variational, compute_dtype, schedule)
   extra = {"layer_norm": True} if o["layer_norm"] else {}
+  if proj_size is not None:
+    extra["proj_size"] = proj_size
   cells = _make_cells(cell, hidden_sizes, nonlinearity=nonlinearity, forget_bias=forget_bias,
                       kernel_init=kernel_init, recurrent_init=recurrent_init,
                       bias_init=bias_init, **extra)

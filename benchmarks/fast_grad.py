@@ -1,0 +1,92 @@
+"""Whether a cell's custom-JVP time scan beats autodiff here: the measurement behind
+`deeprnn_jax/_src/fast_grad_choice.py`.
+
+    python benchmarks/fast_grad.py                      # rnn, lstm, gru; F = H = 256
+    python benchmarks/fast_grad.py --json benchmarks/results/fast-grad-cpu.json
+
+For each cell it compiles one layer's gradient (of sum(ys^2) over B=64, T=100 steps) once
+with the cell's fast rule and once with autodiff of the plain scan, warms both up, then
+times them alternately (best of --repeats rounds of --steps calls each) and prints the
+speed-up autodiff / rule: the entry of `SPEEDUP` for this backend. Run it on a quiet
+machine; it prints the device and CPU it ran on.
+"""
+
+import argparse
+import json
+import pathlib
+import sys
+import time
+
+import jax
+import jax.numpy as jnp
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "examples" / "imdb"))
+import provenance  # noqa: E402
+
+from deeprnn_jax._src.cells import make_cell  # noqa: E402
+from deeprnn_jax._src.unroll import scan_layer  # noqa: E402
+
+
+def gradient(cell, fast):
+  def loss(params, xs, carry):
+    _, ys = scan_layer(cell, params, xs, carry, fast_grad=fast)
+    return jnp.sum(ys * ys)
+
+  return jax.jit(jax.grad(loss))
+
+
+def best_seconds(fn, args, steps, repeats):
+  best = float("inf")
+  for _ in range(repeats):
+    start = time.perf_counter()
+    for _ in range(steps):
+      out = fn(*args)
+    jax.block_until_ready(out)
+    best = min(best, (time.perf_counter() - start) / steps)
+  return best
+
+
+def measure(kind, batch, time_steps, width, steps, repeats):
+  cell = make_cell(kind, width)
+  params = cell.init(jax.random.key(0), width)
+  xs = jax.random.normal(jax.random.key(1), (time_steps, batch, width))
+  args = (params, xs, cell.initial_carry(batch))
+  fns = {fast: gradient(cell, fast) for fast in (True, False)}
+  for fn in fns.values():  # compile and warm up
+    jax.block_until_ready(fn(*args))
+  times = {True: float("inf"), False: float("inf")}
+  for _ in range(repeats):  # alternate, so that drifts in machine load hit both
+    for fast, fn in fns.items():
+      times[fast] = min(times[fast], best_seconds(fn, args, steps, 1))
+  return {"cell": kind, "rule_ms": 1e3 * times[True], "autodiff_ms": 1e3 * times[False],
+          "speedup": times[False] / times[True]}
+
+
+def main(argv=None):
+  p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  p.add_argument("--cells", nargs="+", default=["rnn", "lstm", "gru"])
+  p.add_argument("--batch", type=int, default=64)
+  p.add_argument("--time", type=int, default=100)
+  p.add_argument("--width", type=int, default=256)
+  p.add_argument("--steps", type=int, default=5)
+  p.add_argument("--repeats", type=int, default=5)
+  p.add_argument("--json", type=pathlib.Path)
+  args = p.parse_args(argv)
+  origin = provenance.collect(argv)
+  rows = [measure(k, args.batch, args.time, args.width, args.steps, args.repeats)
+          for k in args.cells]
+  print(f"backend {jax.default_backend()}, {origin.get('cpu')}, jax {jax.__version__}")
+  print(f"one layer's gradient, B={args.batch} T={args.time} F=H={args.width}")
+  print("| cell | rule ms | autodiff ms | speed-up |\n|---|---:|---:|---:|")
+  for r in rows:
+    print(f"| {r['cell']} | {r['rule_ms']:.1f} | {r['autodiff_ms']:.1f} | {r['speedup']:.2f} |")
+  print(f'SPEEDUP["{jax.default_backend()}"] = '
+        + repr({r["cell"]: round(r["speedup"], 2) for r in rows}))
+  if args.json:
+    args.json.write_text(json.dumps({"backend": jax.default_backend(), "rows": rows,
+                                     "sizes": vars(args) | {"json": str(args.json)},
+                                     "provenance": origin}, indent=1, default=str))
+
+
+if __name__ == "__main__":
+  main()
