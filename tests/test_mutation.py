@@ -9,7 +9,7 @@ import pytest
 
 import mutation
 
-QUICK = ("dropout-scale", "bf16-in-f32", "fast-path-off", "clip-threshold")
+QUICK = ("dropout-scale", "fast-path-off", "clip-threshold")
 
 
 @pytest.mark.parametrize("mutant", mutation.MUTANTS, ids=lambda m: m.name)
