@@ -109,3 +109,22 @@ def test_no_test_module_skips_wholesale_on_an_optional_import():
   offenders = [p.name for p in here.parent.glob("test_*.py")
                if p != here and "importorskip(" in p.read_text()]
   assert not offenders, offenders
+
+
+def test_fast_gradient_choice_rows_equal_their_committed_measurements():
+  """fast_grad_choice.py's rows are what `benchmarks/fast_grad.py` measured and wrote."""
+  import json
+  import pathlib
+  from deeprnn_jax._src import fast_grad_choice
+  root = pathlib.Path(__file__).resolve().parents[1]
+  checked = 0
+  for backend, rows in fast_grad_choice.MEASURED.items():
+    for where, path, speedups in rows:
+      if path is None:
+        continue
+      data = json.loads((root / path).read_text())
+      assert data["backend"] == backend
+      measured = {r["cell"]: round(r["speedup"], 2) for r in data["rows"]}
+      assert measured == speedups, (where, measured, speedups)
+      checked += 1
+  assert checked, "no committed measurement backs the table"
