@@ -49,12 +49,3 @@ def per_gate(init: Initializer, key, shape, gates: int, dtype=jnp.float32):
   h = cols // gates
   keys = jax.random.split(key, gates)
   return jnp.concatenate([init(k, (rows, h), dtype) for k in keys], axis=1)
-
-
-def uniform_pm(scale: float) -> Initializer:
-  """U(-scale, scale): PyTorch's default for RNN weights with scale = 1/sqrt(H)."""
-
-  def init(key, shape, dtype=jnp.float32):
-    return jax.random.uniform(key, shape, dtype, -scale, scale)
-
-  return init
