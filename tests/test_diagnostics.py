@@ -166,3 +166,19 @@ def test_bad_inputs_get_clear_errors():
     diagnostics.state_gradient_norms(model, params, xs, loss_fn, max_norm=0.0)
   with pytest.raises(ValueError, match="xs: expected 3 features"):
     diagnostics.state_gradient_norms(model, params, jnp.ones((2, 5, 4)), loss_fn)
+
+
+@pytest.mark.parametrize("kind", ["lstm", "gru"])
+def test_bf16_diagnostics_measure_the_function_apply_computes(kind):
+  """With compute_dtype=bf16 the diagnostics run the model's own precision policy
+  (weights bf16, biases and state float32): their loss is apply's (the diagnostics before
+  the redesign cast the biases to bf16 too, another function)."""
+  model = drnn.stacked_rnn(kind, 3, (4, 4), compute_dtype=jnp.bfloat16, residual=True)
+  params = model.init(jax.random.key(0))
+  params = jax.tree.map(lambda a: a + 0.1, params)  # biases away from zero: visible in bf16
+  xs = jax.random.normal(jax.random.key(1), (2, 6, 3))
+  loss = lambda ys: jnp.sum(ys.astype(jnp.float32) ** 2)
+  norms = drnn.diagnostics.state_gradient_norms(model, params, xs, loss,
+                                                lengths=jnp.asarray([6, 3]))
+  want = jax.jit(lambda p: loss(model.apply(p, xs, jnp.asarray([6, 3]))[0]))(params)
+  np.testing.assert_allclose(np.asarray(norms.loss), np.asarray(want), rtol=1e-6)

@@ -16,7 +16,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from deeprnn_jax._src import checks
-from deeprnn_jax._src.stack import StackedRNN, layer_params
+from deeprnn_jax._src import layout
+from deeprnn_jax._src.stack import StackedRNN
 
 TORCH_FIELDS = ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
 
@@ -58,15 +59,14 @@ def layer_shapes(model):
 def stack_layers(model, per_layer, dtype):
   """Per-layer dicts of NumPy arrays -> the grouped params tuple of `model`."""
   per_layer = [jax.tree.map(lambda a: jnp.asarray(a, dtype), p) for p in per_layer]
-  return tuple(jax.tree.map(lambda *a: jnp.stack(a), *per_layer[first:first + count])
-               for first, count in model.groups)
+  return layout.stack(per_layer, model.groups)
 
 
 def unstack_layers(model, params):
   """`params` checked against `model.init`'s structure, as per-layer float64 NumPy dicts."""
   checks.check_params(params, jax.eval_shape(model.init, jax.random.key(0)))
-  return [jax.tree.map(lambda a: np.asarray(a, np.float64), layer_params(model, params, l))
-          for l in range(len(model.cells))]
+  return [jax.tree.map(lambda a: np.asarray(a, np.float64), p)
+          for p in layout.unstack(model.groups, params)]
 
 
 def _fields(cell):
