@@ -57,12 +57,12 @@ def env(tmp_path_factory):
           "JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES": "0"}
 
 
-def train(env, out, *extra, fault=None, expect=0):
-  """Runs the trainer in a subprocess, with the test hook's `fault` ("KIND:N") if given;
-  checks its exit status; returns stderr."""
+def train(env, out, *extra, fault=None, expect=0, cwd=None):
+  """Runs the trainer in a subprocess (in `cwd`, if given), with the test hook's `fault`
+  ("KIND:N") if given; checks its exit status; returns stderr."""
   env = {**env, faults.VARIABLE: fault} if fault else env
   proc = subprocess.run([sys.executable, str(TRAIN), *ARGS, "--out", str(out), *extra],
-                        env=env, capture_output=True, text=True, timeout=300)
+                        env=env, capture_output=True, text=True, timeout=300, cwd=cwd)
   assert proc.returncode == expect, f"exit {proc.returncode}\n{proc.stdout}\n{proc.stderr}"
   return proc.stderr
 
@@ -163,6 +163,13 @@ def test_sigkill_mid_epoch_then_resume_equals_uninterrupted(env, reference, tmp_
   assert (meta["global_step"], meta["epoch"], meta["step"]) == (12, 1, 4)  # mid-epoch 2
   train(env, out)  # the same command line continues
   assert_same_run(out, reference)
+
+
+def test_relative_out_dir_as_users_type_it(env, reference, tmp_path):
+  """`--out runs/x`, relative to where the command runs (orbax wants absolute paths)."""
+  train(env, "runs/x", fault="sigkill:13", expect=-signal.SIGKILL, cwd=tmp_path)
+  train(env, "runs/x", cwd=tmp_path)  # the same command line continues
+  assert_same_run(tmp_path / "runs" / "x", reference)
 
 
 def restore(out, step=None):

@@ -49,8 +49,9 @@ class CheckpointError(Exception):
 
 
 def path(out: str) -> str:
-  """The directory holding the step directories of the run in `out`."""
-  return os.path.join(out, DIRNAME)
+  """The directory holding the step directories of the run in `out` (absolute: orbax
+  refuses relative paths, and `--out runs/x` is what users type)."""
+  return os.path.join(os.path.abspath(out), DIRNAME)
 
 
 def step_path(out: str, step: int) -> str:
