@@ -18,6 +18,7 @@ for every sequence and every other number is a gain relative to it.
 import argparse
 import json
 import os
+import sys
 import time
 
 import jax
@@ -30,6 +31,9 @@ import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.colors import LogNorm  # noqa: E402
 
 import deeprnn_jax as drnn  # noqa: E402
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "imdb"))
+import provenance  # noqa: E402
 
 CELLS = {  # name: (cell, nonlinearity)
     "tanh RNN": ("rnn", "tanh"),
@@ -213,6 +217,7 @@ def main():
                       for k, r in runs.items()},
       "device": jax.devices()[0].device_kind,
       "jax": jax.__version__,
+      "provenance": provenance.collect(),  # date, CPU, commit, clean tree: claims.py names it
   }
   with open(os.path.join(args.out, "gradient_flow.json"), "w") as f:
     json.dump(record, f, indent=1)

@@ -77,7 +77,10 @@ def _np_step(kind, act, p, h, c, x, m=None):
     i, f, g, o = np.split(xp + hp, 4)
     c = _sigmoid(f) * c + _sigmoid(i) * np.tanh(g)
     c_out = _ln(c, 1) * p["ln_c_scale"] + p["ln_c_bias"] if ln else c
-    return _sigmoid(o) * np.tanh(c_out), c
+    h = _sigmoid(o) * np.tanh(c_out)
+    if "w_hr" in p:  # proj_size: h = (o * tanh(c)) @ w_hr, P wide (Sak et al. 2014)
+      h = h @ p["w_hr"]
+    return h, c
   # GRU, reset-after: n = tanh(xn + r * (hn + b_hn)), h = (1 - z) * n + z * h, where the
   # last h is the unmasked one (recurrent dropout must not drop memory)
   xr, xz, xn = np.split(xp, 3)
@@ -87,10 +90,18 @@ def _np_step(kind, act, p, h, c, x, m=None):
   return (1.0 - z) * n + z * h, None
 
 
-def _np_run(kind, act, p, seq, h, c, reverse, m=None):
-  """One direction of one layer over one unpadded sequence [n, F] -> ([n, H], h, c)."""
+def _np_run(kind, act, p, seq, h, c, reverse, m=None, starts=()):
+  """One direction of one layer over one unpadded sequence [n, F] -> ([n, H], h, c).
+
+  `starts`: the steps t > 0 where a new segment starts (segment resets): the forward
+  direction restarts from (h, c) before t, the backward one before t - 1, where the
+  segment before it ends.
+  """
   out = [None] * len(seq)
+  h0, c0 = h, c
   for t in (range(len(seq) - 1, -1, -1) if reverse else range(len(seq))):
+    if (t + 1 if reverse else t) in starts:
+      h, c = h0, c0
     h, c = _np_step(kind, act, p, h, c, seq[t], m)
     out[t] = h
   return np.array(out).reshape(len(seq), h.shape[0]), h, c
@@ -132,8 +143,10 @@ def numpy_stack(cfg, layers, xs, lengths, state, dropout: Optional[Dropout] = No
   seqs = [np.zeros((B, T, len(dirs) * l_state[0][0].shape[1])) for l_state in state]
   finals = [[(h.copy(), None if c is None else c.copy()) for h, c in l_state]
             for l_state in state]
+  resets = cfg.get("resets")
   for b in range(B):
     seq = xs[b, :lengths[b]]  # [n, F]: only the valid steps exist here
+    starts = () if resets is None else {t for t in range(1, lengths[b]) if resets[b][t]}
     for l, p in enumerate(layers):
       x = _layer_input(seq, dropout, l, b)
       outs = []
@@ -141,7 +154,7 @@ def numpy_stack(cfg, layers, xs, lengths, state, dropout: Optional[Dropout] = No
         h0, c0 = state[l][d]
         y, h, c = _np_run(cfg["kind"], act, p if name is None else p[name], x, h0[b],
                           None if c0 is None else c0[b], reverse=d == 1,
-                          m=_recurrent_multiplier(dropout, l, d, b))
+                          m=_recurrent_multiplier(dropout, l, d, b), starts=starts)
         outs.append(y)
         finals[l][d][0][b] = h
         if c is not None:

@@ -24,7 +24,8 @@ GRID = ROOT / "benchmarks" / "results" / "cpu-2core.json"
 @pytest.fixture
 def tree(tmp_path):
   """A copy of the docs and committed results that a test may change."""
-  for path in list(claims.BLOCKS) + ["examples/imdb/results", "benchmarks/results"]:
+  for path in list(claims.BLOCKS) + ["examples/imdb/results", "benchmarks/results",
+                                     claims.GRADIENT_FLOW]:
     src, dst = ROOT / path, tmp_path / path
     dst.parent.mkdir(parents=True, exist_ok=True)
     if src.is_dir():
@@ -97,6 +98,9 @@ def test_broken_markers_fail_the_check(tree, capsys, damage):
 
 
 def test_old_results_say_they_have_no_provenance_and_new_ones_name_it(tree):
+  old = tree / "examples/imdb/results/strong_seed1/metrics.json"  # as before provenance
+  old.write_text(json.dumps({k: v for k, v in json.loads(old.read_text()).items()
+                             if k != "provenance"}))
   text = claims.imdb_readme(tree)
   assert "provenance not recorded" in text
   metrics = tree / "examples/imdb/results/seed_gru/metrics.json"
@@ -123,6 +127,7 @@ def test_figures_come_from_the_files():
 
 
 def test_allocator_block_says_unmeasured_until_its_run_is_committed(tree):
+  (tree / claims.ALLOCATOR).unlink(missing_ok=True)
   assert "Not measured in a committed run" in claims.imdb_allocator(tree)
   run = {"out": "x", "wall_s": 100.0, "minflt": 1234567, "stime_s": 5.0, "utime_s": 200.0,
          "epoch_seconds": [50.0, 51.0], "test_accuracy": 0.88}

@@ -36,12 +36,15 @@ from np_reference import Dropout, numpy_apply, numpy_stack, numpy_step
 FAST_COMPILE = {"xla_backend_optimization_level": 0, "xla_llvm_disable_expensive_passes": True}
 INPUT, HIDDEN, BATCH, TIME = 3, (5, 4, 4, 4), 3, 6  # a shape-changing layer, then a group
 LENGTHS = (TIME, 0, 4)  # the edges 0 and T, and one in between
+RESETS = np.zeros((BATCH, TIME), bool)  # segments: row 0 [0,2) [2,5) [5,6); row 2 [0,3)
+RESETS[0, [2, 5]] = RESETS[1, 1] = True  # [3,4) and a reset in its padding
+RESETS[2, [3, 5]] = True
 
 
 def _case(kind, nonlinearity=None, *, bidirectional=False, residual=False, layer_norm=False,
           dropout=0.0, variational=False, recurrent_dropout=0.0, schedule="layer",
           remat=False, lengths=LENGTHS, random_state=False, output="sequence", train=False,
-          grad=False):
+          grad=False, proj_size=None, resets=None):
   """One grid point: `stacked_rnn` options, inputs, how to run it, and whether the
   gradient test (the most expensive to compile) covers it too."""
   model_kw = dict(bidirectional=bidirectional, residual=residual, layer_norm=layer_norm,
@@ -49,10 +52,13 @@ def _case(kind, nonlinearity=None, *, bidirectional=False, residual=False, layer
                   recurrent_dropout=recurrent_dropout, schedule=schedule, remat=remat)
   if nonlinearity is not None:
     model_kw["nonlinearity"] = nonlinearity
+  if proj_size is not None:
+    model_kw["proj_size"] = proj_size
   return dict(kind=kind, nonlinearity=nonlinearity or ("tanh" if kind == "rnn" else None),
               model_kw=model_kw, lengths=lengths, random_state=random_state, output=output,
               train=train, grad=grad, bidirectional=bidirectional, residual=residual,
-              widths=HIDDEN)
+              widths=HIDDEN if proj_size is None else (proj_size,) * len(HIDDEN),
+              resets=resets)
 
 
 CASES = {
@@ -83,8 +89,18 @@ CASES = {
                                              grad=True),
     "gru-wavefront-ln-residual": _case("gru", schedule="wavefront", layer_norm=True,
                                        residual=True, random_state=True),
+    # the redesign's segment resets and LSTM projections
+    "lstm-proj-bidir-resets-recurrent": _case(
+        "lstm", bidirectional=True, proj_size=2, resets=RESETS, random_state=True,
+        recurrent_dropout=0.25, train=True, output="last", grad=True),
+    "gru-wavefront-resets-residual": _case("gru", schedule="wavefront", residual=True,
+                                           resets=RESETS, random_state=True, grad=True),
+    "lstm-proj-residual-dropout": _case("lstm", proj_size=2, residual=True, dropout=0.3,
+                                        train=True, random_state=True),
 }
-UNIDIRECTIONAL = [name for name, c in CASES.items() if not c["bidirectional"]]
+# step takes per-step reset flags, tested against apply in test_resets.py
+UNIDIRECTIONAL = [name for name, c in CASES.items()
+                  if not c["bidirectional"] and c["resets"] is None]
 GRADIENT = [name for name, c in CASES.items() if c["grad"]]
 
 
@@ -132,7 +148,8 @@ def keep_masks(case, key):
   kw = case["model_kw"]
   L, D = len(HIDDEN), 2 if kw["bidirectional"] else 1
   keys = jax.random.split(key, L)
-  widths = (INPUT,) + tuple(D * h for h in HIDDEN)  # what each layer reads
+  outs = case["widths"]  # each layer's output (and h) width: hidden, or proj_size
+  widths = (INPUT,) + tuple(D * h for h in outs)  # what each layer reads
   keep, recurrent = [None] * L, [None] * L
   for l in range(L):
     if l > 0 and kw["dropout"] > 0:
@@ -141,7 +158,7 @@ def keep_masks(case, key):
     if kw["recurrent_dropout"] > 0:
       recurrent[l] = [np.asarray(jax.random.bernoulli(
           jax.random.fold_in(keys[l], 1 + d), 1.0 - kw["recurrent_dropout"],
-          (BATCH, HIDDEN[l]))) for d in range(D)]
+          (BATCH, outs[l]))) for d in range(D)]
   return Dropout(kw["dropout"], keep, kw["recurrent_dropout"], recurrent)
 
 
@@ -162,6 +179,8 @@ def setup(name):
                                                jnp.float32), shapes)
   key = jax.random.key(seed) if case["train"] else None
   run = dict(train=case["train"], key=key, output=case["output"])
+  if case["resets"] is not None:
+    run["resets"] = jnp.asarray(case["resets"])
   return dict(
       case=case, model=model, params=params, xs=xs, lengths=lengths, state=state, run=run,
       np_xs=np.asarray(xs, np.float64),
