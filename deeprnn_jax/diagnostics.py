@@ -21,6 +21,7 @@ from deeprnn_jax._src import checks
 from deeprnn_jax._src import layout
 from deeprnn_jax._src import masking
 from deeprnn_jax._src import precision
+from deeprnn_jax._src import sharding
 from deeprnn_jax._src.layers import Context
 from deeprnn_jax._src.stack import StackedRNN, layer_params
 
@@ -198,6 +199,8 @@ def _state_gradient_norms(model, loss_fn, params, xs, lengths, state, max_norm):
   eps_dtype = jax.tree.leaves(state)[0].dtype
   eps = tuple(tuple(jnp.zeros((T, B, layer.width // len(names)), eps_dtype) for _ in names)
               for layer in model.layers)
+  axes = sharding.batch_axes(xs, 0)  # scan carries typed with the batch's sharding
+  state, eps = sharding.follow_batch(state, axes, 0), sharding.follow_batch(eps, axes, 1)
   loss, (grads, eps_grads) = jax.value_and_grad(loss_of, argnums=(0, 1))(params, eps)
 
   # a bidirectional layer's state is [forward | backward]: one norm over both halves

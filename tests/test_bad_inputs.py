@@ -415,10 +415,12 @@ TRAINER = [
                 ["--resume needs --out DIR"]),
     TrainerCase("--ckpt-every without --out", ["--ckpt-every", "5"], _nothing, "usage",
                 ["--ckpt-every needs --out DIR"]),
-    TrainerCase("--data-dir that does not exist", ["--data-dir", "{tmp}/nowhere"], _nothing,
+    TrainerCase("--data-dir that does not exist, --no-download",
+                ["--data-dir", "{tmp}/nowhere", "--no-download"], _nothing,
                 "error", ["the data dir does not exist", "--data-dir", "TFDS_DATA_DIR",
                           "Looked in: {tmp}/nowhere"]),
-    TrainerCase("--data-dir empty", ["--data-dir", "{tmp}/tfds"], _empty_dir, "error",
+    TrainerCase("--data-dir empty, --no-download", ["--data-dir", "{tmp}/tfds", "--no-download"],
+                _empty_dir, "error",
                 ["no prepared imdb_reviews", "--data-dir", "Looked in: {tmp}/tfds"]),
     TrainerCase("--data-dir with a broken dataset", ["--data-dir", "{tmp}/tfds"],
                 _broken_dataset, "error",
@@ -498,7 +500,7 @@ def run_trainer(case, tmp, capsys):
   case.setup(tmp)
   argv = [a.replace("{tmp}", str(tmp)).replace("{data}", str(DATA_DIR)) for a in case.argv]
   if case.error == "usage":  # should a bad flag get through, stop at the data, not train
-    argv += ["--data-dir", str(tmp / "no-data")]
+    argv += ["--data-dir", str(tmp / "no-data"), "--no-download"]
   capsys.readouterr()
   prog, sys.argv[0] = sys.argv[0], "train.py"  # argparse names the program after it
   try:

@@ -253,32 +253,33 @@ def test_missing_or_broken_data_dir_gives_a_clear_message(tmp_path, capsys, monk
     (version / "imdb_reviews-train.array_record-00000-of-00001").write_bytes(b"junk")
   before = sorted(p for p in tmp_path.rglob("*"))
   monkeypatch.setenv("TFDS_DATA_DIR", str(root))  # through the variable, not the flag
-  assert trainer.run_main(["--limit-train", "10"]) == trainer.EXIT_ERROR
+  assert trainer.run_main(["--limit-train", "10", "--no-download"]) == trainer.EXIT_ERROR
   err = capsys.readouterr().err
   assert err.startswith("error: ") and "Traceback" not in err
   assert "--data-dir" in err and "TFDS_DATA_DIR" in err and str(root) in err
   assert sorted(p for p in tmp_path.rglob("*")) == before  # nothing downloaded or written
 
 
-def test_download_flag_lets_tfds_prepare_a_missing_dataset(tmp_path, capsys, monkeypatch):
-  """--download skips the prepared-data check and asks tfds to download; without a
-  network its failure still ends in a clear message, not a traceback."""
-  import tensorflow_datasets as tfds
+def test_a_missing_dataset_is_prepared_unless_no_download(tmp_path, capsys, monkeypatch):
+  """A data dir without imdb_reviews is prepared first, from --download-url if given;
+  with --no-download it is an error (the download itself: test_download.py)."""
   calls = []
 
-  def offline_data_source(name, **kwargs):
-    calls.append((name, kwargs))
-    raise ConnectionError("no network")
+  def offline_prepare(data_dir, url):
+    calls.append((data_dir, url))
+    raise input_pipeline.DataError("offline")
 
-  monkeypatch.setattr(tfds, "data_source", offline_data_source)
-  root = tmp_path / "empty"
-  assert trainer.run_main(["--data-dir", str(root), "--download", "--limit-train", "10"]) \
+  monkeypatch.setattr(input_pipeline, "prepare", offline_prepare)
+  (tmp_path / "empty").mkdir()
+  root, mirror = str(tmp_path / "empty"), "http://mirror.example/aclImdb_v1.tar.gz"
+  for extra in ([], ["--download"], ["--download-url", mirror]):
+    assert trainer.run_main(["--data-dir", root, "--limit-train", "10", *extra]) \
+        == trainer.EXIT_ERROR
+  assert calls == [(root, None), (root, None), (root, mirror)]
+  assert capsys.readouterr().err.splitlines() == ["error: offline"] * 3
+  assert trainer.run_main(["--data-dir", root, "--limit-train", "10", "--no-download"]) \
       == trainer.EXIT_ERROR
-  assert calls and calls[0][0] == "imdb_reviews"
-  assert calls[0][1]["download"] is True and calls[0][1]["data_dir"] == str(root)
-  err = capsys.readouterr().err
-  assert err.startswith("error: ") and "Traceback" not in err
-  assert "ConnectionError" in err and "--download" in err and str(root) in err
+  assert len(calls) == 3 and "no prepared imdb_reviews" in capsys.readouterr().err
 
 
 def test_allocator_settings_take_on_glibc():

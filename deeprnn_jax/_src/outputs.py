@@ -37,7 +37,9 @@ def last_valid(ys, lengths=None, backward_width=0):
   if lengths is None:
     last = ys[:, T - 1]
   else:
-    last = ys[jnp.arange(B), jnp.maximum(lengths - 1, 0)]  # [B, D]; length 0 reads zeros
+    # take_along_axis, not ys[arange(B), i]: its index keeps the batch's sharding
+    index = jnp.maximum(lengths - 1, 0)[:, None, None]  # [B, 1, 1]; length 0 reads zeros
+    last = jnp.take_along_axis(ys, index, axis=1)[:, 0]  # [B, D]
   if not backward_width:
     return last
   split = D - backward_width

@@ -16,6 +16,7 @@ from deeprnn_jax._src import layout
 from deeprnn_jax._src import outputs
 from deeprnn_jax._src import precision
 from deeprnn_jax._src import schedules
+from deeprnn_jax._src import sharding
 from deeprnn_jax._src.bidirectional import check_state as check_bidirectional_state
 from deeprnn_jax._src.layers import Context
 from deeprnn_jax._src.unroll import loop_layer, remat_scan_layer, scan_layer
@@ -29,6 +30,7 @@ class _Call(NamedTuple):
   state: object  # a tuple of carries, or None for zeros built per group
   keys: object  # [L] PRNG keys or None
   ctx: Context
+  batch_axes: object  # the Explicit mesh axes the batch is sharded over, or None
 
 
 class Runner:
@@ -77,16 +79,22 @@ class Runner:
       checks.check_key(key)
     keys = jax.random.split(key, len(self.layers)) if needs_key else None
     params, xs = precision.prepare(policy, params, xs)
+    params = sharding.gather(params)
+    axes = sharding.batch_axes(xs, 0)
+    state, lengths = sharding.follow_batch((state, lengths), axes, 0)
+    resets = sharding.follow_batch(resets, axes, 1)  # resets [T, B]
     ctx = Context(time_loop=time_loop, unroll=self.o["unroll"], lengths=lengths,
                   resets=resets, state_dtype=policy.state, compute_dtype=policy.compute)
-    return _Call(params, jnp.swapaxes(xs, 0, 1), lengths, state, keys, ctx)  # h [T, B, F]
+    h = jnp.swapaxes(xs, 0, 1)  # [T, B, F]
+    return _Call(params, h, lengths, state, keys, ctx, axes)
 
   def _group_carries(self, call, first, count):
     """Layers first..first+count-1's carries stacked [count, ...]. Zeros are made at that
     shape directly, so the program does not grow with depth."""
     if call.state is None:
       zero = self.layers[first].initial_carry(call.h.shape[1], call.ctx.state_dtype)
-      return jax.tree.map(lambda a: jnp.broadcast_to(a, (count,) + a.shape), zero)
+      zeros = jax.tree.map(lambda a: jnp.broadcast_to(a, (count,) + a.shape), zero)
+      return sharding.follow_batch(zeros, call.batch_axes, 1)  # [count, B, ...]
     return layout.stack_carries(call.state[first:first + count])
 
   def _run(self, call, schedule, keep_all):
@@ -134,7 +142,8 @@ class Runner:
     call = self._prepare(params, xs, lengths, initial_state, train, key, output, resets,
                          loop_layer)
     if call.state is None:  # built per layer, as a user would
-      call = call._replace(state=self.initial_state(call.h.shape[1], call.ctx.state_dtype))
+      state = self.initial_state(call.h.shape[1], call.ctx.state_dtype)
+      call = call._replace(state=sharding.follow_batch(state, call.batch_axes, 0))
     seqs, finals = self._run(call, schedules.REFERENCE, True)
     return self._finish(seqs, finals, call.lengths, output)
 
@@ -147,13 +156,17 @@ class Runner:
     checks.check_params(params, self.param_shapes)
     B = x_t.shape[0]
     state = self.check_state(state, B, argname="state")
+    axes = sharding.batch_axes(x_t, 0)
+    state, reset = sharding.follow_batch((state, reset), axes, 0)
     reset = checks.check_step_reset(reset, B)
     policy = precision.dtypes(self.o["compute_dtype"], params, x_t.dtype)
     params, x_t = precision.prepare(policy, params, x_t)
+    params = sharding.gather(params)
     ctx = Context(state_dtype=policy.state, compute_dtype=policy.compute, reset=reset)
     new_state = []
     for l, layer in enumerate(self.layers):
-      initial = None if reset is None else layer.initial_carry(B, policy.state)
+      initial = None if reset is None else sharding.follow_batch(
+          layer.initial_carry(B, policy.state), axes, 0)
       carry, x_t = layer.step(layout.layer_params(self.groups, params, l), state[l], x_t,
                               ctx._replace(index=l, initial=initial))
       new_state.append(carry)

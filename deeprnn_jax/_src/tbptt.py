@@ -17,6 +17,7 @@ from jax import lax
 
 from deeprnn_jax._src import checks
 from deeprnn_jax._src import precision
+from deeprnn_jax._src import sharding
 from deeprnn_jax._src.stack import StackedRNN
 
 
@@ -88,6 +89,8 @@ def tbptt_apply(model: StackedRNN, params, xs, chunk_size: int, lengths=None,
         B, precision.dtypes(model.compute_dtype, params, xs.dtype).state)
   else:  # a tuple of carries, as `apply` returns it, so that the chunk scan's carry matches
     initial_state = checks.check_initial_state(initial_state, model.cells, B)
+  # the chunk scan's carry: typed with the batch's sharding, as each chunk returns it
+  initial_state = sharding.follow_batch(initial_state, sharding.batch_axes(xs, 0), 0)
   keys = _chunk_keys(model, key, n_chunks)
 
   def body(state, inp):
@@ -134,6 +137,7 @@ def tbptt_train(loss_fn: Callable, optimizer: optax.GradientTransformation, para
                         B, T, chunk_size, n_chunks)
   keys = None if key is None else jax.vmap(lambda i: jax.random.fold_in(key, i))(
       jnp.arange(n_chunks))
+  state = sharding.follow_batch(state, sharding.batch_axes(xs, 0), 0)
 
   def body(carry, inp):
     params, opt_state, state = carry

@@ -18,6 +18,7 @@ import jax.numpy as jnp
 from jax import lax
 
 from deeprnn_jax._src.base import Cell
+from deeprnn_jax._src import sharding
 from deeprnn_jax._src.masking import mask_step as _mask_step
 
 
@@ -114,7 +115,7 @@ def wavefront_steps(step, params, h, carries, lengths=None, *, per_wave=None, pe
     new_carry, y = vstep(params, carry, x, mask, valid, per_layer)
     return (new_carry, y), (y if keep_all else y[-1])
 
-  outs0 = jnp.zeros((n, B, H), h.dtype)
+  outs0 = sharding.follow_batch(jnp.zeros((n, B, H), h.dtype), sharding.batch_axes(h, 1), 1)
   waves = jnp.arange(S, dtype=jnp.int32)
   (carry, _), ys = lax.scan(body, (carries, outs0), (h_waves, waves_in, waves), unroll=unroll)
   if not keep_all:

@@ -12,6 +12,7 @@ DEFAULTS = dict(
     pooling="last",     # the top layer's state at the last token (the last LSTM's output)
     bucket=0,           # cut batches of similar-length reviews to multiples of N steps; 0 = off
     dropout=0.0,        # the seed has none
+    residual=False,     # add each layer's input to its output (layers 1+, equal widths)
     epochs=5,           # model.fit(epochs=5)
     batch_size=32,      # Keras' default batch size
     lr=1e-3,            # Adam's Keras default
@@ -26,11 +27,20 @@ DEFAULTS = dict(
     limit_test=0,       # evaluate on the first N test reviews (0 = all 25,000)
     log_grad_norms=False,  # log per-layer gradient norms each epoch
     data_dir=None,      # tfds data dir; else $TFDS_DATA_DIR, else ~/tensorflow_datasets
-    download=False,     # let tfds download and prepare a missing imdb_reviews (needs a network)
+    download=True,      # download and prepare imdb_reviews (once) if the data dir holds none
+    download_url=None,  # where to get aclImdb_v1.tar.gz; None = tfds' own URL (Stanford's)
     out=None,           # where metrics.json, curves.png and checkpoints/ go
     resume=False,       # require a checkpoint in --out (one there is continued anyway)
     export=None,        # after training, write the inference function (jax.export) here
+    mesh=0,             # split every batch over N devices (--mesh data=N); 0 = one device
+    coordinator=None,   # HOST:PORT of process 0 of a multi-process run, or "auto"
+    num_processes=1,    # processes of a multi-process run
+    process_id=0,       # this process's index in it
 )
+
+# Where and how this launch runs: taken from the command line, never from a checkpoint
+# (a run continues on another number of devices or processes).
+MACHINE = ("mesh", "coordinator", "num_processes", "process_id")
 
 PRESETS = {
     "seed": {},
@@ -42,8 +52,8 @@ PRESETS = {
 }
 
 # Settings a checkpoint is tied to: resuming with different values is refused.
-FROZEN = ("cell", "hidden", "embed", "vocab", "maxlen", "pooling", "dropout", "batch_size",
-          "bucket", "val_split", "seed", "limit_train")
+FROZEN = ("cell", "hidden", "embed", "vocab", "maxlen", "pooling", "dropout", "residual",
+          "batch_size", "bucket", "val_split", "seed", "limit_train")
 
 
 def _hidden(text):
@@ -54,6 +64,14 @@ def _hidden(text):
   if not sizes or min(sizes) <= 0:
     raise argparse.ArgumentTypeError(f"expected positive widths like 5,5, got {text!r}")
   return sizes
+
+
+def _mesh(text):
+  name, _, size = text.partition("=")
+  if name != "data" or not size.isdigit() or int(size) < 1:
+    raise argparse.ArgumentTypeError(f"expected data=N with N a positive number of "
+                                     f"devices, got {text!r}")
+  return int(size)
 
 
 def _number(kind, low, low_ok=True, high=None):
@@ -86,6 +104,9 @@ def parser():
   p.add_argument("--bucket", type=_number(int, 0), metavar="N",
                  help="batch reviews of similar length, cut to multiples of N steps; 0 = off")
   p.add_argument("--dropout", type=_number(float, 0.0, high=1.0))
+  p.add_argument("--residual", action="store_true",
+                 help="residual connections: from layer 1 on, a layer as wide as its input "
+                      "adds that input to its output (Wu et al. 2016)")
   p.add_argument("--epochs", type=_number(int, 1))
   p.add_argument("--batch-size", type=_number(int, 1))
   p.add_argument("--lr", type=_number(float, 0.0, low_ok=False))
@@ -106,9 +127,16 @@ def parser():
                       "quick runs and tests")
   p.add_argument("--log-grad-norms", action="store_true")
   p.add_argument("--data-dir")
+  p.add_argument("--no-download", dest="download", action="store_false",
+                 help="never download: a data dir without a prepared imdb_reviews is an "
+                      "error (by default the trainer downloads aclImdb_v1.tar.gz, 80 MB, "
+                      "and prepares it there once, which needs TensorFlow)")
   p.add_argument("--download", action="store_true",
-                 help="let tfds download and prepare imdb_reviews into the data dir if it "
-                      "is missing (needs a network; off: a missing dataset is an error)")
+                 help="the default; accepted for older command lines")
+  p.add_argument("--download-url", metavar="URL",
+                 help="where to download aclImdb_v1.tar.gz from: a mirror's URL, or a local "
+                      "file (default: tfds' Stanford URL, whose checksum tfds checks; a "
+                      "mirror's copy is not checked)")
   p.add_argument("--out", metavar="DIR",
                  help="write metrics.json, curves.png and checkpoints (DIR/checkpoints) "
                       "here. If DIR holds a checkpoint, training continues from it (the "
@@ -118,6 +146,14 @@ def parser():
                  help="require a checkpoint in --out to continue from: an error if there "
                       "is none, rather than a fresh start (a checkpoint there is continued "
                       "with or without this flag)")
+  p.add_argument("--mesh", type=_mesh, metavar="data=N",
+                 help="split every batch over N devices (data parallel; N virtual devices "
+                      "on a CPU); --batch-size and --eval-batch-size stay global")
+  p.add_argument("--coordinator", metavar="HOST:PORT",
+                 help="join a multi-process run through jax.distributed: process 0's "
+                      "address, or 'auto' to let JAX read the cluster's environment")
+  p.add_argument("--num-processes", type=_number(int, 1))
+  p.add_argument("--process-id", type=_number(int, 0))
   p.add_argument("--export", metavar="PATH",
                  help="after training, write the tested params' inference function "
                       "(tokens, lengths -> probabilities; any batch size and length) as a "
@@ -135,6 +171,11 @@ def parse(argv=None):
   explicit = {**PRESETS.get(preset, {}), **args}
   if explicit.get("resume") and not explicit.get("out"):
     p.error("--resume needs --out DIR, the directory holding the checkpoint")
+  if explicit.get("coordinator") not in (None, "auto") and "num_processes" not in explicit:
+    p.error("--coordinator HOST:PORT needs --num-processes and --process-id")
+  if explicit.get("process_id", 0) >= explicit.get("num_processes", 1):
+    p.error(f"--process-id: expected less than --num-processes "
+            f"({explicit.get('num_processes', 1)}), got {explicit['process_id']}")
   if explicit.get("ckpt_every") and not explicit.get("out"):
     p.error("--ckpt-every needs --out DIR, where checkpoints are written")
   return explicit, {**DEFAULTS, **explicit, "preset": preset or "seed"}

@@ -33,6 +33,13 @@ class Classifier(NamedTuple):
   rnn: drnn.StackedRNN
 
 
+def _rows_like(tokens):
+  """The sharding of [B, T, E] word vectors looked up for `tokens` [B, T]: theirs, with E
+  whole; None off a mesh."""
+  spec = getattr(jax.typeof(tokens).sharding, "spec", None)
+  return None if spec is None or not any(spec) else jax.sharding.PartitionSpec(*spec, None)
+
+
 def _dropout(x, key, rate):
   keep = jax.random.bernoulli(key, 1.0 - rate, x.shape)
   return jnp.where(keep, x / (1.0 - rate), 0).astype(x.dtype)
@@ -41,6 +48,11 @@ def _dropout(x, key, rate):
 def _last_hidden(state):
   top = state[-1]
   return top.h if isinstance(top, drnn.LSTMState) else top  # [B, H]
+
+
+def _last_output(ys, lengths):
+  """The stack's output at each row's last valid step: [B, H] (zeros for an empty row)."""
+  return ys[jnp.arange(ys.shape[0]), jnp.maximum(lengths - 1, 0)]
 
 
 def _mean_max(ys, lengths):
@@ -54,7 +66,8 @@ def _mean_max(ys, lengths):
 
 
 def classifier(vocab_size: int, embed_size: int, cell: str, hidden_sizes, *,
-               dropout: float = 0.0, pooling: str = "last") -> Classifier:
+               dropout: float = 0.0, pooling: str = "last",
+               residual: bool = False) -> Classifier:
   """Builds the classifier.
 
   Args:
@@ -67,13 +80,17 @@ def classifier(vocab_size: int, embed_size: int, cell: str, hidden_sizes, *,
     pooling: "last", the top layer's hidden state at each review's last token (what
       Keras' final LSTM returns), or "meanmax", the mean and max of the top layer's
       outputs over the valid steps, concatenated.
+    residual: residual connections between the recurrent layers (`drnn.stacked_rnn`'s
+      `residual`: from layer 1 on, a layer as wide as its input adds it to its output).
+      Pooling "last" then reads the stack's output at the last token, which holds the
+      sum, rather than the top layer's state, which does not.
 
   Returns:
     A Classifier.
   """
   if pooling not in POOLINGS:
     raise ValueError(f"pooling: expected one of {POOLINGS}, got {pooling!r}")
-  rnn = drnn.stacked_rnn(cell, embed_size, hidden_sizes, dropout=dropout)
+  rnn = drnn.stacked_rnn(cell, embed_size, hidden_sizes, dropout=dropout, residual=residual)
   features = rnn.hidden_sizes[-1] * (2 if pooling == "meanmax" else 1)
   glorot = jax.nn.initializers.glorot_uniform()
 
@@ -91,11 +108,15 @@ def classifier(vocab_size: int, embed_size: int, cell: str, hidden_sizes, *,
   def apply(params, tokens, lengths, *, train=False, key=None):
     drop = train and dropout > 0
     k_embed, k_rnn, k_out = jax.random.split(key, 3) if drop else (None, None, None)
-    xs = params["embed"][tokens]  # [B, T, E]
+    # rows split as the tokens are: on a mesh with Explicit axes a gather must be told
+    xs = params["embed"].at[tokens].get(out_sharding=_rows_like(tokens))  # [B, T, E]
     if drop:
       xs = _dropout(xs, k_embed, dropout)
     ys, state = rnn.apply(params["rnn"], xs, lengths, train=train, key=k_rnn)
-    h = _last_hidden(state) if pooling == "last" else _mean_max(ys, lengths)
+    if pooling == "meanmax":
+      h = _mean_max(ys, lengths)
+    else:  # the residual sums are in ys, not in the top carry (without them: equal)
+      h = _last_output(ys, lengths) if residual else _last_hidden(state)
     if drop:
       h = _dropout(h, k_out, dropout)
     return (h @ params["dense"]["w"] + params["dense"]["b"])[:, 0]  # [B]

@@ -5,8 +5,9 @@
     python examples/imdb/train.py --preset strong --out runs/strong
     python examples/imdb/train.py --preset strong --out runs/strong  # again: continues
 
-The data comes from `--data-dir`, else $TFDS_DATA_DIR, else ~/tensorflow_datasets; nothing
-is downloaded unless `--download` lets tfds fetch and prepare a missing dataset there.
+The data comes from `--data-dir`, else $TFDS_DATA_DIR, else ~/tensorflow_datasets; if that
+holds no prepared imdb_reviews, the trainer downloads and prepares it there first (once;
+`--no-download` makes that an error instead, `--download-url` names a mirror).
 With `--out DIR` the run writes DIR/metrics.json, DIR/curves.png and an atomic checkpoint
 (orbax, in DIR/checkpoints; checkpoint.py) after every epoch and every `--ckpt-every`
 steps; Ctrl-C or SIGTERM saves one before exiting, and a non-finite loss or gradient
@@ -18,6 +19,7 @@ writes the tested params' inference function as a serialized `jax.export.Exporte
 (export.py), loadable with JAX alone.
 """
 
+import contextlib
 import json
 import math
 import os
@@ -38,6 +40,7 @@ import export
 import faults
 import input_pipeline
 import model
+import parallel
 import provenance
 import deeprnn_jax as drnn
 from deeprnn_jax import diagnostics
@@ -58,6 +61,9 @@ def resume_config(out, explicit):
   would change the model or the data the checkpoint was trained on."""
   saved = checkpoint.read_meta(out)["config"]
   saved["hidden"] = tuple(saved["hidden"])  # JSON gave a list
+  saved = {**config.DEFAULTS, **saved}  # a checkpoint from before a flag: its default
+  # where and how to run concerns this launch, not the run: never the checkpoint's
+  saved.update({k: config.DEFAULTS[k] for k in config.MACHINE})
   changed = [f"--{k.replace('_', '-')} (checkpoint: {saved[k]!r}, now: {explicit[k]!r})"
              for k in config.FROZEN if k in explicit and explicit[k] != saved[k]]
   if changed:
@@ -95,20 +101,21 @@ def device_copy(tree):
   return jax.tree.map(jnp.copy, tree)
 
 
-def fresh_run(net, tx, seed):
+def fresh_run(net, tx, seed, place=parallel.ONE_DEVICE):
   k_init, k_steps = jax.random.split(jax.random.key(seed))
   params = net.init(k_init)
+  state = place.state({"params": params, "opt_state": tx.init(params)})
   # best_params: those of the epoch with the best validation accuracy so far (a copy:
   # the live params are donated to each step); in every checkpoint, so never stale
-  return {"state": {"params": params, "opt_state": tx.init(params),
-                    "best_params": device_copy(params)},
+  return {"state": {**state, "best_params": device_copy(state["params"])},
           "rng": np.asarray(jax.random.key_data(k_steps)).tolist(),
           "epoch": 0, "step": 0, "global_step": 0, "sums": {}, "history": [], "best": None}
 
 
-def restore_run(out, net, tx, seed):
-  """The run of the latest checkpoint in `out`, its arrays placed as freshly built ones."""
-  like = fresh_run(net, tx, seed)
+def restore_run(out, net, tx, seed, place=parallel.ONE_DEVICE):
+  """The run of the latest checkpoint in `out`, its arrays placed as freshly built ones
+  (on this run's devices, however many the checkpoint was written from)."""
+  like = fresh_run(net, tx, seed, place)
   state, meta = checkpoint.restore(out, like["state"])
   return {**{k: meta[k] for k in like if k != "state"}, "state": state}
 
@@ -136,7 +143,7 @@ def accumulate(sums, m, seconds):
       sums[k] = sums.get(k, 0.0) + float(v)
 
 
-def train_epoch(run, cfg, data, train_step, stop):
+def train_epoch(run, cfg, data, train_step, stop, place=parallel.ONE_DEVICE):
   """Runs the rest of epoch `run["epoch"]` from batch `run["step"]`; updates `run`."""
   epoch, n_batches = run["epoch"], input_pipeline.num_batches(len(data.train.labels),
                                                               cfg["batch_size"])
@@ -144,16 +151,16 @@ def train_epoch(run, cfg, data, train_step, stop):
                                        epoch, cfg["bucket"])
   key = jax.random.wrap_key_data(np.asarray(run["rng"], np.uint32))
   bar = tqdm(total=n_batches, initial=run["step"], desc=f"epoch {epoch + 1}", leave=False,
-             disable=None, dynamic_ncols=True)
+             disable=None if place.is_main else True, dynamic_ncols=True)
   t0 = time.perf_counter()
   for b in range(run["step"], n_batches):
     batch = input_pipeline.batch(data.train, index[b], cfg["batch_size"], cfg["bucket"])
     step = run["global_step"] + 1
-    batch = faults.poison(batch, step)
+    batch = place.batch(faults.poison(batch, step))
     state = run["state"]
     state["params"], state["opt_state"], m = train_step[batch["tokens"].shape[1]](
-        state["params"], state["opt_state"], batch, jax.random.fold_in(key, step))
-    m = jax.device_get(m)
+        state["params"], state["opt_state"], batch, place.key(jax.random.fold_in(key, step)))
+    m = place.host(m)
     if not (math.isfinite(m["loss"]) and math.isfinite(m["grad_norm"])):
       raise NonFinite(f"non-finite loss ({float(m['loss'])}) or gradient norm "
                       f"({float(m['grad_norm'])}) at step {step} (epoch {epoch + 1}, batch "
@@ -177,13 +184,13 @@ def train_epoch(run, cfg, data, train_step, stop):
   bar.close()
 
 
-def evaluate(eval_step, params, reviews, cfg):
+def evaluate(eval_step, params, reviews, cfg, place=parallel.ONE_DEVICE):
   """Loss and accuracy over all `reviews` (each counted once)."""
   total = {"loss": 0.0, "accuracy": 0.0, "weight": 0.0}
   order = np.argsort(reviews.lengths, kind="stable") if cfg["bucket"] else None
   for batch in input_pipeline.batches(reviews, cfg["eval_batch_size"], order,
                                       bucket_width=cfg["bucket"]):
-    m = jax.device_get(eval_step[batch["tokens"].shape[1]](params, batch))
+    m = place.host(eval_step[batch["tokens"].shape[1]](params, place.batch(batch)))
     w = float(m["weight"])
     total["weight"] += w
     total["loss"] += float(m["loss"]) * w
@@ -215,16 +222,18 @@ def epoch_line(r, n_batches):
   return line
 
 
-def device_name():
+def device_name(place=None):
   d = jax.devices()[0]
-  return f"{d.platform} ({d.device_kind}), {jax.device_count()} device(s), " \
+  where = "" if place is None or place.mesh is None else \
+      f", batches split over {place.mesh.size} ({jax.process_count()} process(es))"
+  return f"{d.platform} ({d.device_kind}), {jax.device_count()} device(s){where}, " \
          f"{os.cpu_count()} CPU cores visible"
 
 
 def write_outputs(cfg, run, tests=(None, None), origin=None):
   """metrics.json (the test metrics once known) and the learning curves; `origin`: the
-  provenance of this process, which wrote the file."""
-  if not cfg["out"]:
+  provenance of this process, which wrote the file. Only process 0 writes them."""
+  if not cfg["out"] or jax.process_index() != 0:
     return
   os.makedirs(cfg["out"], exist_ok=True)
   metrics = {"config": cfg, "history": run["history"], "test": tests[0],
@@ -270,21 +279,23 @@ def on_signals(stop):
   return {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
 
 
-def compile_steps(net, tx, grad_metrics, run, cfg):
+def compile_steps(net, tx, grad_metrics, run, cfg, place=parallel.ONE_DEVICE):
   """Jits and compiles the train step (parameter and optimizer buffers donated) and the
   eval step ahead of time, once per batch length, so that epoch times do not include
   compilation. Returns two dicts: time length -> compiled step."""
-  train_step = jax.jit(drnn.make_train_step(net.loss, tx, grad_metrics=grad_metrics),
+  step = drnn.make_train_step(net.loss, tx, grad_metrics=grad_metrics)
+  # the key as raw data: a replicated array is what every process can pass in
+  train_step = jax.jit(lambda p, o, b, k: step(p, o, b, jax.random.wrap_key_data(k)),
                        donate_argnums=(0, 1))
   eval_step = jax.jit(drnn.make_eval_step(net.loss))
   params, opt_state = run["state"]["params"], run["state"]["opt_state"]
-  key = jax.random.key(0)
+  key = place.like(jax.random.key_data(jax.random.key(0)).shape, np.uint32, batched=False)
 
   def like(batch_size, time):
-    return {"tokens": jax.ShapeDtypeStruct((batch_size, time), np.int32),
-            "lengths": jax.ShapeDtypeStruct((batch_size,), np.int32),
-            "labels": jax.ShapeDtypeStruct((batch_size,), np.int32),
-            "weights": jax.ShapeDtypeStruct((batch_size,), np.float32)}
+    return {"tokens": place.like((batch_size, time), np.int32),
+            "lengths": place.like((batch_size,), np.int32),
+            "labels": place.like((batch_size,), np.int32),
+            "weights": place.like((batch_size,), np.float32)}
 
   lengths = input_pipeline.bucket_lengths(cfg["maxlen"], cfg["bucket"])
   return ({t: train_step.lower(params, opt_state, like(cfg["batch_size"], t), key).compile()
@@ -300,19 +311,19 @@ def selected_params(run, cfg):
   return run["state"]["params"]
 
 
-def export_model(net, run, cfg, vocab):
+def export_model(net, run, cfg, vocab, place=parallel.ONE_DEVICE):
   """Writes the selected params' inference function to --export (and its vocabulary)."""
-  export.export_classifier(net, jax.device_get(selected_params(run, cfg)), cfg["maxlen"],
+  export.export_classifier(net, place.host(selected_params(run, cfg)), cfg["maxlen"],
                            cfg["export"], vocab=vocab)
   print(f"exported the inference function to {cfg['export']} (vocabulary: "
         f"{cfg['export']}{export.VOCAB_SUFFIX}); load it with jax.export.deserialize")
 
 
-def test_metrics(run, cfg, data, eval_step):
+def test_metrics(run, cfg, data, eval_step, place=parallel.ONE_DEVICE):
   """Test loss and accuracy of the params `--select` picks (by default those of the epoch
   with the best validation accuracy), and of the last epoch's."""
   last_epoch = run["epoch"]
-  on_test = lambda params: evaluate(eval_step, params, data.test, cfg)
+  on_test = lambda params: evaluate(eval_step, params, data.test, cfg, place)
   last = {**on_test(run["state"]["params"]), "epoch": last_epoch}
   best = last
   if run["best"]["epoch"] != last_epoch:
@@ -325,7 +336,7 @@ def test_metrics(run, cfg, data, eval_step):
   return {**test, "selected": cfg["select"]}, last
 
 
-def fit(run, cfg, data, train_step, eval_step, origin):
+def fit(run, cfg, data, train_step, eval_step, origin, place=parallel.ONE_DEVICE):
   """Trains until `cfg["epochs"]`, checkpointing each epoch; on SIGINT or SIGTERM saves
   a checkpoint (mid-epoch if need be) and raises Interrupted. `origin`: provenance."""
   stop = {"signal": None}
@@ -335,13 +346,13 @@ def fit(run, cfg, data, train_step, eval_step, origin):
     while run["epoch"] < cfg["epochs"]:
       print(f"Epoch {run['epoch'] + 1}/{cfg['epochs']}")
       try:
-        train_epoch(run, cfg, data, train_step, stop)
+        train_epoch(run, cfg, data, train_step, stop, place)
       except Interrupted:
         save_run(cfg["out"], run, cfg)
         write_outputs(cfg, run, origin=origin)
         raise
       t_val = time.perf_counter()
-      val = evaluate(eval_step, run["state"]["params"], data.val, cfg)
+      val = evaluate(eval_step, run["state"]["params"], data.val, cfg, place)
       run["history"].append(epoch_record(run, val, time.perf_counter() - t_val))
       print(epoch_line(run["history"][-1], n_batches), flush=True)
       if run["best"] is None or val["accuracy"] > run["best"]["val_accuracy"]:
@@ -361,42 +372,54 @@ def main(argv=None):
   explicit, cfg = config.parse(argv)
   faults.arm()  # a bad $DEEPRNN_TEST_FAULT fails here, before any work
   allocator.keep_freed_memory()  # keeps XLA's per-step buffers in the process; see allocator.py
+  parallel.initialize(cfg)  # before anything starts JAX's backends (orbax included)
   # the same command line continues a run or starts it: a preempted job is relaunched as is
   resuming = bool(cfg["out"]) and checkpoint.latest(cfg["out"]) is not None
   if resuming or cfg["resume"]:  # --resume: a checkpoint is required (an error if none)
     cfg = resume_config(cfg["out"], explicit)
   data_dir = input_pipeline.resolve_data_dir(cfg["data_dir"])
-  if not cfg["download"]:
-    input_pipeline.check_data_dir(data_dir)  # fail fast, before the slow reads
+  # whether and whence to download concerns this machine, not the run: the flags given
+  # now decide, not a checkpoint's (a run relaunched on a fresh machine downloads too)
+  fetch = {**config.DEFAULTS, **explicit}
+  if fetch["download"] and not input_pipeline.is_prepared(data_dir):
+    input_pipeline.prepare(data_dir, fetch["download_url"])
+  input_pipeline.check_data_dir(data_dir)  # fail fast, before the slow reads
   # taken at the start: the code and command that this process trains with
   origin = provenance.collect(sys.argv[1:] if argv is None else argv)
   t_load = time.perf_counter()
   data = input_pipeline.load(data_dir, cfg["vocab"], cfg["maxlen"], cfg["val_split"],
-                             cfg["seed"], cfg["limit_train"], cfg["limit_test"],
-                             cfg["download"])
+                             cfg["seed"], cfg["limit_train"], cfg["limit_test"])
   print(f"IMDB from {data_dir}: {len(data.train.labels)} train, {len(data.val.labels)} "
         f"validation, {len(data.test.labels)} test reviews, vocabulary {cfg['vocab']} ids "
         f"({time.perf_counter() - t_load:.1f}s)")
 
   net = model.classifier(cfg["vocab"], cfg["embed"], cfg["cell"], cfg["hidden"],
-                         dropout=cfg["dropout"], pooling=cfg["pooling"])
+                         dropout=cfg["dropout"], pooling=cfg["pooling"],
+                         residual=cfg["residual"])
   tx = drnn.optimizer(learning_rate(cfg, len(data.train.labels)), max_norm=cfg["clip"] or None)
+  place = parallel.placement(cfg)
+  with contextlib.nullcontext() if place.mesh is None else jax.set_mesh(place.mesh):
+    train(cfg, resuming, data, net, tx, origin, place)
+  return 0
+
+
+def train(cfg, resuming, data, net, tx, origin, place):
+  """Builds or restores the run, compiles, trains, tests and exports."""
   grad_metrics = grad_norms_fn(net) if cfg["log_grad_norms"] else None
   if resuming:
-    run = restore_run(cfg["out"], net, tx, cfg["seed"])
+    run = restore_run(cfg["out"], net, tx, cfg["seed"], place)
   else:
-    run = fresh_run(net, tx, cfg["seed"])
+    run = fresh_run(net, tx, cfg["seed"], place)
   t_compile = time.perf_counter()
-  train_step, eval_step = compile_steps(net, tx, grad_metrics, run, cfg)
+  train_step, eval_step = compile_steps(net, tx, grad_metrics, run, cfg, place)
   print(f"{cfg['cell'].upper()} {cfg['hidden']}, {drnn.count_params(run['state']['params'])} "
-        f"parameters; {device_name()}; compiled in {time.perf_counter() - t_compile:.1f}s; "
-        f"from epoch {run['epoch'] + 1}, global step {run['global_step']}")
-
-  fit(run, cfg, data, train_step, eval_step, origin)
-  write_outputs(cfg, run, test_metrics(run, cfg, data, eval_step), origin)
-  if cfg["export"]:
-    export_model(net, run, cfg, data.vocab)
-  return 0
+        f"parameters; {device_name(place)}; compiled in "
+        f"{time.perf_counter() - t_compile:.1f}s; from epoch {run['epoch'] + 1}, global step "
+        f"{run['global_step']}")
+  fit(run, cfg, data, train_step, eval_step, origin, place)
+  write_outputs(cfg, run, test_metrics(run, cfg, data, eval_step, place), origin)
+  if cfg["export"] and place.is_main:
+    export_model(net, run, cfg, data.vocab, place)
 
 
 def last_good(out):
@@ -415,7 +438,8 @@ def run_main(argv=None):
   try:
     out = config.parse(argv)[1]["out"]
     return main(argv)
-  except (input_pipeline.DataError, checkpoint.CheckpointError, faults.FaultError) as e:
+  except (input_pipeline.DataError, checkpoint.CheckpointError, faults.FaultError,
+          parallel.ParallelError) as e:
     print(f"error: {e}", file=sys.stderr)
     return EXIT_ERROR
   except NonFinite as e:

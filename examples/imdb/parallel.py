@@ -1,0 +1,129 @@
+"""Where the trainer's arrays live: one device, a data-parallel mesh, or many processes.
+
+    python examples/imdb/train.py --mesh data=4            # every batch split over 4 devices
+    python examples/imdb/train.py --coordinator 10.0.0.1:1234 --num-processes 2 \\
+        --process-id 0                                       # and --process-id 1 elsewhere
+
+`--mesh data=N` puts N devices on a 1-D mesh with the axis "data" (Explicit, JAX's
+default): every global batch of `--batch-size` rows is split over them, the parameters and
+optimizer state are replicated, and XLA all-reduces the gradients. On a CPU the N devices
+are virtual (`jax_num_cpu_devices`), one per core at most being useful.
+
+With `--coordinator`, the processes join through `jax.distributed.initialize` (JAX's own
+runtime; CPU processes talk through gloo): each process builds only its own rows of every
+global batch and `jax.make_array_from_process_local_data` assembles the global array, so
+the model sees the same batches as on one device. `--coordinator auto` lets JAX detect
+the cluster (SLURM, Kubernetes, Cloud TPU...) instead of the two flags. Checkpoints go
+through orbax, which writes each array from the processes that hold it; restoring builds
+the arrays for the mesh of the run that restores, so a run continues on another number of
+devices. Only process 0 prints, writes metrics.json and exports.
+"""
+
+from typing import Optional
+
+import jax
+import numpy as np
+from jax.sharding import NamedSharding, PartitionSpec as P
+
+
+class ParallelError(ValueError):
+  """--mesh and --batch-size (or the devices at hand) do not fit together."""
+
+
+def initialize(cfg) -> None:
+  """Joins the processes of a multi-process run and sizes the CPU backend; before any
+  other use of JAX, since both must be set before its backends start."""
+  if not cfg["coordinator"]:
+    if cfg["mesh"] > 1:  # only the CPU backend reads it: harmless where devices are GPUs
+      jax.config.update("jax_num_cpu_devices", cfg["mesh"])
+    return
+  jax.config.update("jax_cpu_collectives_implementation", "gloo")  # CPU cross-process
+  if cfg["coordinator"] == "auto":
+    jax.distributed.initialize()
+  else:
+    jax.distributed.initialize(cfg["coordinator"], cfg["num_processes"], cfg["process_id"])
+
+
+class Placement:
+  """Places the trainer's arrays: `mesh` None means the default device, as without flags."""
+
+  def __init__(self, mesh: Optional[jax.sharding.Mesh]):
+    self.mesh = mesh
+    if mesh is not None:
+      self.rows = NamedSharding(mesh, P("data"))  # batch arrays: split by rows
+      self.replicated = NamedSharding(mesh, P())
+
+  @property
+  def is_main(self) -> bool:
+    """Whether this is process 0, which prints, writes metrics.json and exports."""
+    return jax.process_index() == 0
+
+  def state(self, tree):
+    """Params and optimizer state (host or device arrays, equal in every process),
+    replicated over the mesh."""
+    if self.mesh is None:
+      return tree
+    return jax.tree.map(lambda a: _global(np.asarray(a), self.replicated), tree)
+
+  def batch(self, batch: dict) -> dict:
+    """A global batch (host arrays) as arrays split over the mesh by rows; each process
+    contributes only its own rows."""
+    if self.mesh is None:
+      return batch
+    mine = _local_rows(self.rows, len(batch["labels"]))
+    return {k: jax.make_array_from_process_local_data(self.rows, v[mine], v.shape)
+            for k, v in batch.items()}
+
+  def like(self, shape, dtype, batched=True):
+    """The abstract array the compiled steps take for a batch or replicated input."""
+    if self.mesh is None:
+      return jax.ShapeDtypeStruct(shape, dtype)
+    return jax.ShapeDtypeStruct(shape, dtype,
+                                sharding=self.rows if batched else self.replicated)
+
+  def key(self, key):
+    """A PRNG key as the steps take it: replicated key data."""
+    data = np.asarray(jax.random.key_data(key))
+    return data if self.mesh is None else _global(data, self.replicated)
+
+  def host(self, tree):
+    """Replicated arrays (metrics, params) as host arrays, in every process: each reads
+    its own copy, so nothing crosses processes."""
+    return jax.tree.map(lambda a: np.asarray(a.addressable_data(0)), tree)
+
+
+ONE_DEVICE = Placement(None)  # the default device, as without --mesh or --coordinator
+
+
+def _global(value: np.ndarray, sharding):
+  """`value` (the same in every process) as a global array with `sharding`."""
+  return jax.make_array_from_callback(value.shape, sharding, lambda index: value[index])
+
+
+def _local_rows(sharding, n: int) -> slice:
+  """The rows of an [n, ...] batch that this process's devices hold (one contiguous run:
+  jax.make_mesh orders devices process by process)."""
+  spans = sorted({(s.start or 0, n if s.stop is None else s.stop)
+                  for s, *_ in sharding.addressable_devices_indices_map((n,)).values()})
+  start, stop = spans[0][0], spans[-1][1]
+  if sum(b - a for a, b in spans) != stop - start:
+    raise ParallelError(f"this process's devices hold rows {spans} of the batch, not one "
+                        f"contiguous run; build the mesh with jax.make_mesh")
+  return slice(start, stop)
+
+
+def placement(cfg) -> Placement:
+  """The Placement of --mesh data=N (N > 1), or of every device of a multi-process run;
+  ParallelError when the batch sizes do not split evenly."""
+  n = cfg["mesh"] or (jax.device_count() if jax.process_count() > 1 else 1)
+  if n == 1:
+    return ONE_DEVICE
+  if n > jax.device_count() or (jax.process_count() > 1 and n != jax.device_count()):
+    raise ParallelError(
+        f"--mesh: expected data=N with N <= the {jax.device_count()} devices at hand "
+        f"(every device of a multi-process run), got data={n}")
+  for flag in ("batch_size", "eval_batch_size"):
+    if cfg[flag] % n:
+      raise ParallelError(f"--{flag.replace('_', '-')}: expected a multiple of the {n} "
+                          f"devices of --mesh data={n}, got {cfg[flag]}")
+  return Placement(jax.make_mesh((n,), ("data",), devices=jax.devices()[:n]))

@@ -1,0 +1,150 @@
+"""Run in a process of its own by tests/test_sharding.py: the library on 4 virtual CPU
+devices against the same functions on one device. Prints one JSON object: case ->
+{"diff": max |sharded - single| over every leaf, relative to the leaf's largest value,
+"specs": the partition specs of the sharded results' leaves}, or {"error": message}.
+"""
+
+import json
+import sys
+
+import jax
+
+jax.config.update("jax_num_cpu_devices", 4)  # before any backend starts
+
+import jax.numpy as jnp  # noqa: E402
+import numpy as np  # noqa: E402
+import optax  # noqa: E402
+from jax.sharding import AxisType, NamedSharding, PartitionSpec as P  # noqa: E402
+
+import deeprnn_jax as drnn  # noqa: E402
+from deeprnn_jax import diagnostics  # noqa: E402
+
+B, T, F = 8, 9, 6
+XS = jax.random.normal(jax.random.key(1), (B, T, F))
+LENGTHS = jnp.array([9, 3, 0, 9, 5, 1, 7, 2])
+RESETS = jax.random.uniform(jax.random.key(3), (B, T)) < 0.2
+LABELS = jnp.arange(B, dtype=jnp.int32) % 2
+
+
+def grad_of(model, output="sequence", train=False):
+  def loss(params, xs, lengths, resets):
+    ys, state = model.apply(params, xs, lengths, train=train, output=output,
+                            key=jax.random.key(5) if train else None, resets=resets)
+    return jnp.sum(ys ** 2) + sum(jnp.sum(a ** 2) for a in jax.tree.leaves(state)), state
+  return jax.jit(jax.value_and_grad(loss, has_aux=True))
+
+
+def lstm_dropout(put):
+  model = drnn.stacked_rnn("lstm", F, (5, 5, 4), dropout=0.3, recurrent_dropout=0.2)
+  # lengths left replicated: the library reshards them to follow the batch
+  return grad_of(model, train=True)(model.init(jax.random.key(0)), put(XS), LENGTHS, None)
+
+
+def gru_wavefront_resets(put):
+  model = drnn.stacked_rnn("gru", F, (5, 5, 5), schedule="wavefront", residual=True)
+  return grad_of(model)(model.init(jax.random.key(0)), put(XS), put(LENGTHS), put(RESETS))
+
+
+def lstm_bidirectional_last(put):
+  model = drnn.stacked_rnn("lstm", F, (4, 4), bidirectional=True, proj_size=3)
+  return grad_of(model, output="last")(model.init(jax.random.key(0)), put(XS),
+                                       put(LENGTHS), None)
+
+
+def gru_fsdp(put, shard_params):
+  model = drnn.stacked_rnn("gru", F, (8, 8, 8, 4))
+  params = shard_params(model.init(jax.random.key(0)))
+  return grad_of(model)(params, put(XS), put(LENGTHS), put(RESETS))
+
+
+def lstm_step(put):
+  model = drnn.stacked_rnn("lstm", F, (5, 4))
+  state = jax.tree.map(lambda a: a + 0.5, model.initial_state(B))  # left replicated
+  return jax.jit(model.step)(model.init(jax.random.key(0)), state, put(XS[:, 0]),
+                             put(RESETS[:, 0]))
+
+
+def tbptt(put):
+  model = drnn.stacked_rnn("lstm", F, (5, 4))
+  params, tx = model.init(jax.random.key(0)), optax.adam(1e-2)
+
+  def loss(p, s, xc, yc, lc, k):
+    ys, s = model.apply(p, xc, lc, s)
+    return jnp.mean((ys[..., 0] - yc) ** 2), s
+
+  def both(p, x, lengths):
+    ys, _ = drnn.tbptt_apply(model, p, x, 4, lengths)
+    p, _, state, losses = drnn.tbptt_train(loss, tx, p, tx.init(p), model.initial_state(B),
+                                           x, x[..., 0], 4, lengths)
+    return ys, p, state, losses
+  return jax.jit(both)(params, put(XS), put(LENGTHS))
+
+
+def gradient_norms(put):
+  model = drnn.stacked_rnn("gru", F, (5, 5, 4))
+  return diagnostics.state_gradient_norms(model, model.init(jax.random.key(0)), put(XS),
+                                          lambda ys: jnp.sum(ys[:, -1] ** 2),
+                                          lengths=put(LENGTHS), max_norm=1.0)
+
+
+def train_step(put):
+  model = drnn.stacked_rnn("lstm", F, (5, 5), dropout=0.2)
+
+  def loss_fn(p, batch, *, key, train):
+    ys, _ = model.apply(p, batch["x"], batch["lengths"], train=train, key=key, output="last")
+    return drnn.sigmoid_binary_loss(ys[:, 0], batch["labels"])
+  tx = drnn.optimizer(1e-2, max_norm=1.0)
+  params = model.init(jax.random.key(0))
+  batch = {"x": put(XS), "lengths": put(LENGTHS), "labels": put(LABELS)}
+  step = jax.jit(drnn.make_train_step(loss_fn, tx))
+  return step(params, tx.init(params), batch, jax.random.key(7))
+
+
+CASES = {"lstm_dropout": lstm_dropout, "gru_wavefront_resets": gru_wavefront_resets,
+         "lstm_bidirectional_last": lstm_bidirectional_last,
+         "lstm_step": lstm_step, "tbptt": tbptt, "gradient_norms": gradient_norms,
+         "train_step": train_step}
+
+
+def fsdp_sharding(mesh):
+  """Each leaf split over "data" on its last axis that 4 divides (FSDP-style)."""
+  def put(a):
+    spec = [None] * a.ndim
+    axis = next((i for i in reversed(range(a.ndim)) if a.shape[i] % 4 == 0), None)
+    if axis is not None:
+      spec[axis] = "data"
+    return jax.device_put(a, NamedSharding(mesh, P(*spec)))
+  return lambda tree: jax.tree.map(put, tree)
+
+
+def compare(got, want):
+  diff = 0.0
+  for a, b in zip(jax.tree.leaves(got), jax.tree.leaves(want)):
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    diff = max(diff, float(np.max(np.abs(a - b), initial=0) / max(1.0, np.max(np.abs(b), initial=0))))
+  specs = [str(jax.typeof(a).sharding.spec) for a in jax.tree.leaves(got)]
+  return {"diff": diff, "specs": specs}
+
+
+def run(name, fn, axis_type, **kw):
+  want = fn(lambda a: a, **{k: (lambda t: t) for k in kw})
+  mesh = jax.make_mesh((4,), ("data",), axis_types=(axis_type,))
+  with jax.set_mesh(mesh):
+    put = lambda a: jax.device_put(a, NamedSharding(mesh, P("data")))
+    try:
+      got = fn(put, **{k: v(mesh) for k, v in kw.items()})
+    except Exception as e:  # noqa: BLE001 -- reported as the case's result
+      return {"error": f"{type(e).__name__}: {str(e)[:500]}"}
+  return compare(got, want)
+
+
+def main():
+  results = {name: run(name, fn, AxisType.Explicit) for name, fn in CASES.items()}
+  results["gru_fsdp"] = run("gru_fsdp", gru_fsdp, AxisType.Explicit, shard_params=fsdp_sharding)
+  results["lstm_dropout_auto"] = run("lstm_dropout_auto", lstm_dropout, AxisType.Auto)
+  results["devices"] = jax.device_count()
+  json.dump(results, sys.stdout)
+
+
+if __name__ == "__main__":
+  main()
