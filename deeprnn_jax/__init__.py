@@ -10,6 +10,8 @@ from deeprnn_jax._src.interop import from_torch
 from deeprnn_jax._src.interop import to_torch
 from deeprnn_jax._src.keras_interop import from_keras
 from deeprnn_jax._src.keras_interop import to_keras
+from deeprnn_jax._src.pipeline import idle_fraction as pipeline_idle_fraction
+from deeprnn_jax._src.pipeline import pipeline
 from deeprnn_jax._src.stack import StackedRNN
 from deeprnn_jax._src.stack import count_params
 from deeprnn_jax._src.stack import layer_params
@@ -39,6 +41,8 @@ __all__ = (
     "make_eval_step",
     "make_train_step",
     "optimizer",
+    "pipeline",
+    "pipeline_idle_fraction",
     "rnn",
     "scan_layer",
     "sigmoid_binary_loss",

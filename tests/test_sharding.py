@@ -1,4 +1,5 @@
-"""The library on a mesh of 4 virtual CPU devices equals it on one device.
+"""The library on a mesh of 4 virtual CPU devices equals it on one device; so does the
+pipeline schedule across depth.
 
 Each case runs in a process of its own (tests/multidevice/sharded_library.py), so that
 the rest of the suite keeps one device. Inputs are sharded over the batch on a mesh whose
@@ -18,7 +19,8 @@ SCRIPT = pathlib.Path(__file__).parent / "multidevice" / "sharded_library.py"
 BATCH_SHARDED = "P('data', None)"
 # every case, so that one missing from the script's output fails here
 CASES = ("lstm_dropout", "gru_wavefront_resets", "lstm_bidirectional_last", "lstm_step",
-         "tbptt", "gradient_norms", "train_step", "gru_fsdp", "lstm_dropout_auto")
+         "tbptt", "gradient_norms", "train_step", "gru_fsdp", "lstm_dropout_auto",
+         "pipeline_lstm", "pipeline_gru_all")
 
 
 @pytest.fixture(scope="module")
@@ -52,3 +54,30 @@ def test_carries_follow_the_batch_sharding(results, case):
 def test_fsdp_gradients_stay_sharded(results):
   """Parameters sharded FSDP-style: gathered for use, gradients reduce-scattered back."""
   assert "P(None, 'data')" in results["gru_fsdp"]["specs"]
+
+
+def test_pipeline_passes_chunks_with_a_collective_permute(results):
+  assert results["pipeline_gru_all"]["collective_permute"] is True
+
+
+def test_pipeline_refusals_say_what_is_wrong(results):
+  errors = results["pipeline_errors"]
+  assert "4 stages" in errors["layers"] and "group of 3" in errors["layers"]
+  assert errors["resets"].startswith("resets:")
+  assert errors["dropout"].startswith("train:")
+  assert "'other' is not an axis of the mesh" in errors["axis"]
+
+
+def test_pipeline_idle_fraction():
+  import deeprnn_jax as drnn
+  assert drnn.pipeline_idle_fraction(100, 10, 4) == 3 / 13  # T/C = 10 chunks, S - 1 = 3
+  assert drnn.pipeline_idle_fraction(21, 5, 1) == 0.0
+  assert drnn.pipeline_idle_fraction(21, 5, 4) == 3 / 8  # 5 chunks (the last padded)
+
+
+def test_pipeline_is_refused_for_bidirectional_stacks():
+  import deeprnn_jax as drnn
+  with pytest.raises(ValueError, match="bidirectional=False"):
+    drnn.stacked_rnn("gru", 4, (4, 4), bidirectional=True, schedule=drnn.pipeline())
+  with pytest.raises(ValueError, match="chunk_size: expected a positive int"):
+    drnn.pipeline("stage", 0)

@@ -116,11 +116,20 @@ def _check_options(input_size, dropout, unroll, remat, bidirectional, residual, 
            variational=checks.check_flag(variational, "variational"),
            recurrent_dropout=checks.check_rate(recurrent_dropout, "recurrent_dropout"),
            compute_dtype=checks.check_compute_dtype(compute_dtype))
-  if not isinstance(schedule, str) or schedule not in schedules.SCHEDULES:
-    raise ValueError(f"schedule: expected one of {SCHEDULES}, got {schedule!r}")
-  schedules.SCHEDULES[schedule].check(o)
+  o["schedule"] = _schedule(schedule)
+  o["schedule"].check(o)
   o["layer_norm"] = checks.check_flag(layer_norm, "layer_norm")
   return o
+
+
+def _schedule(schedule):
+  """A schedule's name, or a Schedule object (e.g. `pipeline(...)`) -> the Schedule."""
+  if isinstance(schedule, schedules.Schedule):
+    return schedule
+  if not isinstance(schedule, str) or schedule not in schedules.SCHEDULES:
+    raise ValueError(f"schedule: expected one of {SCHEDULES} or a Schedule such as "
+                     f"drnn.pipeline(...), got {schedule!r}")
+  return schedules.SCHEDULES[schedule]
 
 
 def stacked_rnn(cell, input_size: int, hidden_sizes, *, nonlinearity: Optional[str] = None,
@@ -176,7 +185,8 @@ def stacked_rnn(cell, input_size: int, hidden_sizes, *, nonlinearity: Optional[s
       sequential steps. "wavefront": at wave step s layer l handles time s - l, so a
       group's layers step together in one batched matmul and it takes T + n - 1 steps
       (`wavefront.py`); same numbers and dropout masks; not with bidirectional,
-      recurrent_dropout or remat.
+      recurrent_dropout or remat. Or a Schedule object: `drnn.pipeline(axis, chunk_size)`
+      splits each group of equal layers over the devices of a mesh axis (`pipeline.py`).
 
   `apply(..., resets=)` takes a bool [batch, time]: where it holds, the row's carry
   restarts from its initial state before that step (several sequences packed in a row;
@@ -209,13 +219,14 @@ def stacked_rnn(cell, input_size: int, hidden_sizes, *, nonlinearity: Optional[s
   widths = (input_size,) + tuple(layer.width for layer in layers)  # what each layer reads
   groups = layout.group_shapes([(widths[l], c.hidden_size, getattr(c, "output_size", None))
                                 for l, c in enumerate(cells)])
-  run = Runner(layers, groups, o, input_size, schedules.SCHEDULES[schedule])
+  run = Runner(layers, groups, o, input_size, o["schedule"])
   return StackedRNN(init=run.init, apply=run.apply, apply_reference=run.apply_reference,
                     initial_state=run.initial_state, step=run.step, cells=cells,
                     input_size=input_size, hidden_sizes=hidden_sizes, dropout=o["dropout"],
                     groups=groups, bidirectional=o["bidirectional"], residual=o["residual"],
                     recurrent_dropout=o["recurrent_dropout"], variational=o["variational"],
-                    compute_dtype=o["compute_dtype"], schedule=schedule, layers=layers)
+                    compute_dtype=o["compute_dtype"], schedule=o["schedule"].name,
+                    layers=layers)
 
 
 def count_params(params) -> int:

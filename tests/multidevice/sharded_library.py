@@ -100,6 +100,64 @@ def train_step(put):
   return step(params, tx.init(params), batch, jax.random.key(7))
 
 
+def pipeline_lstm():
+  """Forward and gradients of an 8-layer stack pipelined over 4 stages, chunks of 5 of 21
+  steps (the last chunk padded), against the layer schedule on one device."""
+  xs = jax.random.normal(jax.random.key(1), (4, 21, 8))
+  lengths = jnp.array([21, 5, 0, 17])
+
+  def loss(model):
+    def f(params):
+      ys, state = model.apply(params, xs, lengths)
+      return jnp.sum(ys ** 2) + sum(jnp.sum(a ** 2) for a in jax.tree.leaves(state)), state
+    return jax.jit(jax.value_and_grad(f, has_aux=True))
+
+  ref = drnn.stacked_rnn("lstm", 8, (8,) * 8)
+  params = ref.init(jax.random.key(0))
+  want = loss(ref)(params)
+  mesh = jax.make_mesh((4,), ("stage",), axis_types=(AxisType.Explicit,))
+  with jax.set_mesh(mesh):
+    got = loss(drnn.stacked_rnn("lstm", 8, (8,) * 8, schedule=drnn.pipeline("stage", 5)))(params)
+  return compare(got, want)
+
+
+def pipeline_gru_all():
+  """Every layer's outputs of a residual GRU stack on 2 stages (Auto axis), and whether
+  the compiled program passes chunks between stages with a collective-permute."""
+  xs = jax.random.normal(jax.random.key(1), (4, 12, 6))
+  ref = drnn.stacked_rnn("gru", 6, (6,) * 4, residual=True)
+  params = ref.init(jax.random.key(0))
+  want = ref.apply(params, xs, output="all")
+  mesh = jax.make_mesh((2,), ("stage",), axis_types=(AxisType.Auto,), devices=jax.devices()[:2])
+  model = drnn.stacked_rnn("gru", 6, (6,) * 4, residual=True,
+                           schedule=drnn.pipeline("stage", 4, mesh=mesh))
+  compiled = jax.jit(lambda p, x: model.apply(p, x, output="all")).lower(params, xs).compile()
+  result = compare(compiled(params, xs), want)
+  result["collective_permute"] = "collective-permute" in compiled.as_text()
+  return result
+
+
+def pipeline_errors():
+  """Messages of the pipeline's refusals, keyed by what was refused."""
+  mesh = jax.make_mesh((4,), ("stage",), axis_types=(AxisType.Auto,))
+  xs = jnp.ones((2, 6, 4))
+  errors = {}
+  for name, kw, call in (
+      ("layers", dict(hidden_sizes=(4,) * 3), {}),
+      ("resets", dict(hidden_sizes=(4,) * 4), dict(resets=jnp.zeros((2, 6), bool))),
+      ("dropout", dict(hidden_sizes=(4,) * 4, dropout=0.5),
+       dict(train=True, key=jax.random.key(0))),
+      ("axis", dict(hidden_sizes=(4,) * 4), "other")):
+    axis = "other" if call == "other" else "stage"
+    model = drnn.stacked_rnn("lstm", 4, schedule=drnn.pipeline(axis, 2, mesh=mesh), **kw)
+    try:
+      model.apply(model.init(jax.random.key(0)), xs, **({} if call == "other" else call))
+      errors[name] = None
+    except ValueError as e:
+      errors[name] = str(e)
+  return errors
+
+
 CASES = {"lstm_dropout": lstm_dropout, "gru_wavefront_resets": gru_wavefront_resets,
          "lstm_bidirectional_last": lstm_bidirectional_last,
          "lstm_step": lstm_step, "tbptt": tbptt, "gradient_norms": gradient_norms,
@@ -142,6 +200,12 @@ def main():
   results = {name: run(name, fn, AxisType.Explicit) for name, fn in CASES.items()}
   results["gru_fsdp"] = run("gru_fsdp", gru_fsdp, AxisType.Explicit, shard_params=fsdp_sharding)
   results["lstm_dropout_auto"] = run("lstm_dropout_auto", lstm_dropout, AxisType.Auto)
+  for name, fn in (("pipeline_lstm", pipeline_lstm), ("pipeline_gru_all", pipeline_gru_all),
+                   ("pipeline_errors", pipeline_errors)):
+    try:
+      results[name] = fn()
+    except Exception as e:  # noqa: BLE001 -- reported as the case's result
+      results[name] = {"error": f"{type(e).__name__}: {str(e)[:500]}"}
   results["devices"] = jax.device_count()
   json.dump(results, sys.stdout)
 
