@@ -19,7 +19,7 @@ SCRIPT = pathlib.Path(__file__).parent / "multidevice" / "sharded_library.py"
 BATCH_SHARDED = "P('data', None)"
 # every case, so that one missing from the script's output fails here
 CASES = ("lstm_dropout", "gru_wavefront_resets", "lstm_bidirectional_last", "lstm_step",
-         "tbptt", "gradient_norms", "train_step", "gru_fsdp", "lstm_dropout_auto",
+         "tbptt", "gradient_norms", "train_step", "gru_fsdp", "lstm_forward_auto",
          "pipeline_lstm", "pipeline_gru_all")
 
 
