@@ -5,7 +5,8 @@ command line describes one model and one data setup for both implementations.
 """
 
 import argparse
-import math
+
+import reuse
 
 DEFAULTS = dict(
     hidden=(200, 200),  # LSTM widths, bottom first (word_language_model: --nhid 200 --nlayers 2)
@@ -53,20 +54,8 @@ def _widths(text):
   return sizes
 
 
-def _number(kind, low, low_ok=True, high=None):
-  def parse(text):
-    try:
-      value = kind(text)
-    except ValueError:
-      raise argparse.ArgumentTypeError(f"expected {kind.__name__}, got {text!r}")
-    if not math.isfinite(value):  # nan compares False with every bound: reject it here
-      raise argparse.ArgumentTypeError(f"expected a finite number, got {text!r}")
-    if value < low or (value == low and not low_ok) or (high is not None and value >= high):
-      bound = f"{'>=' if low_ok else '>'} {low}" + (f" and < {high}" if high else "")
-      raise argparse.ArgumentTypeError(f"expected a value {bound}, got {text!r}")
-    return value
-
-  return parse
+# the IMDB trainer's parser: a finite number within bounds, or a message saying which
+_number = reuse.imdb_config._number
 
 
 def _model_flags(p):

@@ -5,7 +5,8 @@ that this example's own config, input_pipeline and model come first), after whic
 `import checkpoint` (atomic orbax checkpoints with fingerprints; it imports faults) and
 `import provenance` find the IMDB example's. Its input pipeline (the tokenizer, the
 data-dir checks and the tfds reader) shares its module name with ours, so it is loaded
-from its file as `imdb_input_pipeline`: `reuse.imdb_pipeline`.
+from its file as `imdb_input_pipeline`: `reuse.imdb_pipeline`; its config likewise, as
+`reuse.imdb_config` (the flags' number parser).
 """
 
 import importlib.util
@@ -28,3 +29,4 @@ def _load(name, alias):
 
 
 imdb_pipeline = _load("input_pipeline", "imdb_input_pipeline")
+imdb_config = _load("config", "imdb_config")  # for its checked number parser
