@@ -20,29 +20,27 @@ Every option has an environment variable (the option wins when both are given):
 
 (the grids and the parsing are in grid.py).
 
-The three impls of one grid point are collected back to back, so that on a shared,
+The impls of one grid point are collected back to back, so that on a shared,
 noisy machine the ratios between them compare steps taken under the same load.
 
-PyTorch's OpenMP threads spin while they wait for work by default; on a machine shared with
-other busy processes the spinning threads burn the time slices the working ones need, and a
-2-thread LSTM step took 6x longer than with `OMP_WAIT_POLICY=PASSIVE` (measured here under
-load). The suite therefore sets `OMP_WAIT_POLICY=PASSIVE` unless it is already set or torch
-was imported first (libgomp reads it once, when torch loads); the torch rows say which.
+Every peer runs with its own defaults. PyTorch's OpenMP threads spin while they wait for
+work by default, which on a quiet machine is what makes its LSTM fast (an earlier suite set
+`OMP_WAIT_POLICY=PASSIVE`, which halved torch's speed on this project's Intel machine and
+flattered our ratios). On a machine shared with other busy processes the spinning burns
+the time slices the working threads need; there, or as a labelled extra row, run
+`OMP_WAIT_POLICY=PASSIVE pytest benchmarks/ ...`: the torch rows' device names the policy
+torch ran with.
 """
 
 import os
-import sys
 import time
 
 import jax
 import jax.numpy as jnp
 import pytest
 
-if "torch" not in sys.modules:
-  os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-
-import grid  # noqa: E402 (after the OpenMP setting, which torch reads on import)
-import workloads as wl  # noqa: E402
+import grid
+import workloads as wl
 
 
 def pytest_addoption(parser):

@@ -4,7 +4,7 @@ A setting comes from a pytest option `--bench-NAME` or else the environment vari
 `DEEPRNN_BENCH_NAME` (NAME upper-cased), else the grid's default:
 
     grid      quick (default) or full
-    impl      comma list of deeprnn_jax, flax, torch, or impl labels
+    impl      comma list of deeprnn_jax, flax, torch, keras, or impl labels
     opts      JSON stacked_rnn kwargs for deeprnn_jax: an object or a list of objects
               (the option may repeat); each set becomes an impl "deeprnn_jax[k=v,...]"
     cells     comma list of rnn, lstm, gru
@@ -36,7 +36,7 @@ class Point(NamedTuple):
   """One benchmark: a grid point and the impl that runs it."""
 
   spec: wl.Spec
-  impl: str  # base name: deeprnn_jax, flax or torch
+  impl: str  # base name: deeprnn_jax, flax, torch or keras
   label: str  # impl as reported, e.g. "deeprnn_jax[unroll=2]" for an option set
   opts: dict  # stacked_rnn kwargs (deeprnn_jax only)
   seconds: float  # steady-state time to aim for
@@ -94,7 +94,7 @@ def bench_points(option: Callable[[str], Optional[object]], environ: Mapping[str
   texts = option("opts") or [environ.get("DEEPRNN_BENCH_OPTS")]
   opt_sets = [s for text in texts for s in wl.parse_opts(text)]
   impls = [("deeprnn_jax", wl.impl_label(s), s) for s in opt_sets]
-  impls += [("flax", "flax", {}), ("torch", "torch", {})]
+  impls += [("flax", "flax", {}), ("torch", "torch", {}), ("keras", "keras", {})]
   wanted = setting(option, environ, "impl")
   if wanted is not None:
     names = {t.strip() for t in wanted.split(",") if t.strip()}

@@ -1,4 +1,4 @@
-"""The benchmarked workload, built three ways: deeprnn_jax, Flax linen and PyTorch.
+"""The benchmarked workload, built four ways: deeprnn_jax, Flax linen, PyTorch and Keras 3.
 
 One training step of a sequence classifier: xs [batch, time, features] -> a stack of
 `depth` recurrent layers of width `hidden` -> the last time step's output -> dense(1) ->
@@ -16,6 +16,8 @@ import os
 import time
 from typing import Callable, NamedTuple, Optional
 
+os.environ.setdefault("KERAS_BACKEND", "jax")  # before anything imports keras (tfds may)
+
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -28,7 +30,8 @@ LEARNING_RATE = 1e-3
 MAX_NORM = 1.0  # global-norm clipping bound, as in the library's default optimizer
 GATES = {"rnn": 1, "lstm": 4, "gru": 3}
 FLAX_CELLS = {"rnn": nn.SimpleCell, "lstm": nn.OptimizedLSTMCell, "gru": nn.GRUCell}
-IMPLS = ("deeprnn_jax", "flax", "torch")
+IMPLS = ("deeprnn_jax", "flax", "torch", "keras")
+KERAS_LAYERS = {"rnn": "SimpleRNN", "lstm": "LSTM", "gru": "GRU"}
 
 
 class Spec(NamedTuple):
@@ -349,6 +352,48 @@ def torch_workload(spec: Spec, module=None, seed: int = 0) -> Workload:
                   device=device, compile=lambda: {}, step=step, memory=memory)
 
 
+def keras_model(spec: Spec, seed: int = 0):
+  """The classifier as a Keras 3 `Sequential` on its JAX backend: `depth` Keras RNN layers
+  (default options: GRUs with reset_after=True, the form our GRU computes), the last
+  step's output, Dense(1) logits."""
+  import keras
+
+  if keras.backend.backend() != "jax":
+    raise RuntimeError(f"keras: expected the jax backend (KERAS_BACKEND=jax before keras is "
+                       f"imported), got {keras.backend.backend()!r}")
+  keras.utils.set_random_seed(seed)
+  layer = getattr(keras.layers, KERAS_LAYERS[spec.cell])
+  return keras.Sequential(
+      [keras.Input((spec.time, spec.features))]
+      + [layer(spec.hidden, return_sequences=l < spec.depth - 1) for l in range(spec.depth)]
+      + [keras.layers.Dense(1)])
+
+
+def keras_workload(spec: Spec, weights=None, seed: int = 0) -> Workload:
+  """Keras 3 on JAX, as its users train: `compile` (XLA-jitted train function, Adam with
+  global-norm clipping, epsilon 1e-8 as optax and torch) and `train_on_batch`.
+
+  Args:
+    weights: optional `model.set_weights` list (the RNN layers' arrays, then the head's).
+  """
+  import keras
+
+  model = keras_model(spec, seed)
+  if weights is not None:
+    model.set_weights(weights)
+  model.compile(optimizer=keras.optimizers.Adam(LEARNING_RATE, epsilon=1e-8,
+                                                global_clipnorm=MAX_NORM),
+                loss=keras.losses.BinaryCrossentropy(from_logits=True), jit_compile=True)
+  xs, labels = make_batch(spec, seed)
+
+  def step():  # returns the loss as a host float: train_on_batch has waited for the step
+    return np.float32(model.train_on_batch(xs, labels))
+
+  return Workload(impl="keras", param_count=int(model.count_params()),
+                  device=f"{jax_device_name()} (keras {keras.__version__})",
+                  compile=lambda: {}, step=step, memory=lambda: {})
+
+
 def make_workload(impl: str, spec: Spec, opts: Optional[dict] = None) -> Workload:
   """The `Workload` of a base impl name ("deeprnn_jax", "flax", "torch") on `spec`."""
   if impl == "deeprnn_jax":
@@ -359,4 +404,6 @@ def make_workload(impl: str, spec: Spec, opts: Optional[dict] = None) -> Workloa
     return flax_workload(spec)
   if impl == "torch":
     return torch_workload(spec)
+  if impl == "keras":
+    return keras_workload(spec)
   raise ValueError(f"impl: expected one of {IMPLS}, got {impl!r}")

@@ -81,9 +81,8 @@ class Placement:
     return jax.ShapeDtypeStruct(shape, dtype,
                                 sharding=self.rows if batched else self.replicated)
 
-  def key(self, key):
-    """A PRNG key as the steps take it: replicated key data."""
-    data = np.asarray(jax.random.key_data(key))
+  def key_data(self, data):
+    """A PRNG key's raw data (host array) as the steps take it: replicated."""
     return data if self.mesh is None else _global(data, self.replicated)
 
   def host(self, tree):

@@ -103,7 +103,7 @@ def device_copy(tree):
 
 def fresh_run(net, tx, seed, place=parallel.ONE_DEVICE):
   k_init, k_steps = jax.random.split(jax.random.key(seed))
-  params = net.init(k_init)
+  params = jax.jit(net.init)(k_init)  # one compilation, not one per initialiser op
   state = place.state({"params": params, "opt_state": tx.init(params)})
   # best_params: those of the epoch with the best validation accuracy so far (a copy:
   # the live params are donated to each step); in every checkpoint, so never stale
@@ -143,44 +143,73 @@ def accumulate(sums, m, seconds):
       sums[k] = sums.get(k, 0.0) + float(v)
 
 
+def step_keys(key, first, last):
+  """The PRNG keys of global steps first..last (as raw key data, [steps, 2]): one
+  computation per epoch instead of one per step, equal to `fold_in(key, step)` each."""
+  steps = jnp.arange(first, last + 1, dtype=jnp.uint32)
+  return np.asarray(jax.random.key_data(jax.vmap(lambda s: jax.random.fold_in(key, s))(steps)))
+
+
+def record(run, pending, n_batches, t0, place):
+  """Reads the metrics of a dispatched step (waiting for it) into the epoch's sums;
+  raises NonFinite for a non-finite loss or gradient norm. Returns the time read."""
+  step, batch_no, m = pending
+  m = place.host(m)
+  if not (math.isfinite(m["loss"]) and math.isfinite(m["grad_norm"])):
+    raise NonFinite(f"non-finite loss ({float(m['loss'])}) or gradient norm "
+                    f"({float(m['grad_norm'])}) at step {step} (epoch {run['epoch'] + 1}, "
+                    f"batch {batch_no}/{n_batches})")
+  now = time.perf_counter()
+  accumulate(run["sums"], m, now - t0)
+  return now
+
+
 def train_epoch(run, cfg, data, train_step, stop, place=parallel.ONE_DEVICE):
-  """Runs the rest of epoch `run["epoch"]` from batch `run["step"]`; updates `run`."""
+  """Runs the rest of epoch `run["epoch"]` from batch `run["step"]`; updates `run`.
+
+  Each step's metrics are read one step late, after the next step is dispatched, so that
+  the host builds and sends batch k + 1 while the device runs step k (reading them at
+  once made host and device take turns). Before a checkpoint, a signal or the epoch's
+  end the last step's metrics are read too, so sums and checkpoints are those of a
+  step-by-step loop; a non-finite step is still reported with its own number."""
   epoch, n_batches = run["epoch"], input_pipeline.num_batches(len(data.train.labels),
                                                               cfg["batch_size"])
   index = input_pipeline.epoch_batches(data.train.lengths, cfg["batch_size"], cfg["seed"],
                                        epoch, cfg["bucket"])
   key = jax.random.wrap_key_data(np.asarray(run["rng"], np.uint32))
+  first = run["global_step"] + 1
+  keys = step_keys(key, first, run["global_step"] + n_batches - run["step"])
   bar = tqdm(total=n_batches, initial=run["step"], desc=f"epoch {epoch + 1}", leave=False,
              disable=None if place.is_main else True, dynamic_ncols=True)
-  t0 = time.perf_counter()
+  t0, pending = time.perf_counter(), None
   for b in range(run["step"], n_batches):
     batch = input_pipeline.batch(data.train, index[b], cfg["batch_size"], cfg["bucket"])
     step = run["global_step"] + 1
     batch = place.batch(faults.poison(batch, step))
     state = run["state"]
     state["params"], state["opt_state"], m = train_step[batch["tokens"].shape[1]](
-        state["params"], state["opt_state"], batch, place.key(jax.random.fold_in(key, step)))
-    m = place.host(m)
-    if not (math.isfinite(m["loss"]) and math.isfinite(m["grad_norm"])):
-      raise NonFinite(f"non-finite loss ({float(m['loss'])}) or gradient norm "
-                      f"({float(m['grad_norm'])}) at step {step} (epoch {epoch + 1}, batch "
-                      f"{run['step'] + 1}/{n_batches})")
-    now = time.perf_counter()
-    accumulate(run["sums"], m, now - t0)
-    t0 = now
+        state["params"], state["opt_state"], batch, place.key_data(keys[step - first]))
+    if pending is not None:
+      t0 = record(run, pending, n_batches, t0, place)
+    pending = (step, b + 1, m)
     run["step"], run["global_step"] = run["step"] + 1, step
     bar.update()
     if run["step"] % 20 == 0:
       bar.set_postfix(loss=f"{run['sums']['loss'] / run['sums']['weight']:.4f}")
     if cfg["ckpt_every"] and step % cfg["ckpt_every"] == 0 and run["step"] < n_batches:
+      t0, pending = record(run, pending, n_batches, t0, place), None
       save_run(cfg["out"], run, cfg)
     faults.after_step(step)
     # a signal after the epoch's last batch: fit() ends the epoch first, so that its one
     # checkpoint of this global step is the epoch's
     if stop["signal"] and run["step"] < n_batches:
+      if pending is not None:
+        record(run, pending, n_batches, t0, place)
       bar.close()
       raise Interrupted(f"{stop['signal']} at step {step} (epoch {epoch + 1}, batch "
                         f"{run['step']}/{n_batches})")
+  if pending is not None:
+    record(run, pending, n_batches, t0, place)
   bar.close()
 
 
@@ -188,9 +217,11 @@ def evaluate(eval_step, params, reviews, cfg, place=parallel.ONE_DEVICE):
   """Loss and accuracy over all `reviews` (each counted once)."""
   total = {"loss": 0.0, "accuracy": 0.0, "weight": 0.0}
   order = np.argsort(reviews.lengths, kind="stable") if cfg["bucket"] else None
-  for batch in input_pipeline.batches(reviews, cfg["eval_batch_size"], order,
-                                      bucket_width=cfg["bucket"]):
-    m = place.host(eval_step[batch["tokens"].shape[1]](params, place.batch(batch)))
+  # every batch dispatched before any is read: the host never waits between batches
+  ms = [eval_step[batch["tokens"].shape[1]](params, place.batch(batch))
+        for batch in input_pipeline.batches(reviews, cfg["eval_batch_size"], order,
+                                            bucket_width=cfg["bucket"])]
+  for m in place.host(ms):
     w = float(m["weight"])
     total["weight"] += w
     total["loss"] += float(m["loss"]) * w
@@ -230,9 +261,13 @@ def device_name(place=None):
          f"{os.cpu_count()} CPU cores visible"
 
 
-def write_outputs(cfg, run, tests=(None, None), origin=None):
-  """metrics.json (the test metrics once known) and the learning curves; `origin`: the
-  provenance of this process, which wrote the file. Only process 0 writes them."""
+PLOT_EVERY_EPOCH_S = 30  # epochs at least this long redraw the curves (~0.7 s a drawing)
+
+
+def write_outputs(cfg, run, tests=(None, None), origin=None, plot=True):
+  """metrics.json (the test metrics once known) and, if `plot`, the learning curves;
+  `origin`: the provenance of this process, which wrote the file. Only process 0 writes
+  them."""
   if not cfg["out"] or jax.process_index() != 0:
     return
   os.makedirs(cfg["out"], exist_ok=True)
@@ -243,7 +278,7 @@ def write_outputs(cfg, run, tests=(None, None), origin=None):
   with open(tmp, "w") as f:
     json.dump(metrics, f, indent=1)
   os.replace(tmp, os.path.join(cfg["out"], "metrics.json"))
-  if run["history"]:
+  if plot and run["history"]:
     plot_curves(run["history"], os.path.join(cfg["out"], "curves.png"), cfg)
 
 
@@ -360,7 +395,10 @@ def fit(run, cfg, data, train_step, eval_step, origin, place=parallel.ONE_DEVICE
         run["state"]["best_params"] = device_copy(run["state"]["params"])
       run.update(epoch=run["epoch"] + 1, step=0, sums={})
       save_run(cfg["out"], run, cfg)
-      write_outputs(cfg, run, origin=origin)
+      # the curves of short epochs are drawn once, at the end (drawing them each time
+      # took a sixth of the seed model's epoch)
+      write_outputs(cfg, run, origin=origin,
+                    plot=run["history"][-1]["seconds"] >= PLOT_EVERY_EPOCH_S)
       if stop["signal"]:  # it came during validation: the epoch's checkpoint is saved
         raise Interrupted(f"{stop['signal']} at the end of epoch {run['epoch']}")
   finally:
