@@ -160,7 +160,10 @@ def main():
       for row in one_round(cell):
         rows.append({**row, "round": rnd})
         print(json.dumps(rows[-1]), flush=True)
+  git = lambda *a: subprocess.run(["git", *a], capture_output=True, text=True, cwd=ROOT).stdout
   result = {"cpu": cpu_name(), "cores": os.cpu_count(), "rounds": args.rounds,
+            "commit": git("rev-parse", "HEAD").strip(),
+            "clean_tree": not git("status", "--porcelain", "--untracked-files=no").strip(),
             "cells": cells, "date": time.strftime("%Y-%m-%d"), "rows": rows}
   if args.json:
     with open(args.json, "w") as f:

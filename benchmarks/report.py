@@ -22,7 +22,7 @@ import pathlib
 import sys
 
 RESULTS = pathlib.Path(__file__).resolve().parent / "results"
-PEERS = ("flax", "torch")
+PEERS = ("flax", "torch", "keras")
 PLOTS = {  # file suffix: (extra_info key, axis label, log scale)
     "tokens": ("tokens_per_s", "training tokens/s (higher is better)", True),
     "compile": ("compile_s", "trace + lower + compile, s", False),
@@ -337,7 +337,8 @@ def memory_table(rows):
 def plot_title(rows):
   """Device, sizes and date for a figure, which may be seen without its table."""
   first, dates = rows[0], sorted(r["date"] for r in rows)
-  device = sorted({r["device"] for r in rows if r["impl"] != "torch"} or {first["device"]})
+  device = sorted({r["device"] for r in rows if r["impl"] not in ("torch", "keras")}
+                  or {first["device"]})
   return (f"{'; '.join(device)}, B={first['batch']}, T={first['time']}, "
           f"F={first['features']}, {dates[0][:10]}")
 

@@ -12,6 +12,8 @@ of PyTorch's redundant b_hh entries, which makes its Adam steps those of the sum
 """
 
 import json
+import os
+import sys
 
 import jax
 import numpy as np
@@ -178,3 +180,16 @@ def test_report_writes_ratios_and_plots(tmp_path):
   for suffix in report.PLOTS:
     png = tmp_path / f"run-{suffix}.png"
     assert png.read_bytes()[:4] == b"\x89PNG" and f"({png.name})" in text
+
+
+def test_keras_seed_pads_as_keras_pad_sequences():
+  keras = pytest.importorskip("keras")
+  import keras_seed
+  sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "examples", "imdb"))
+  import input_pipeline
+
+  rows = [[5, 6, 7, 8, 9, 10], [3], [], [4, 4, 2]]
+  tokens, lengths = input_pipeline.encode([[str(t) for t in r] for r in rows],
+                                          {str(t): t for t in range(2, 11)}, maxlen=4)
+  got = keras_seed.left_padded(input_pipeline.Reviews(tokens, lengths, lengths), 4)
+  np.testing.assert_array_equal(got, keras.utils.pad_sequences(rows, maxlen=4))

@@ -184,6 +184,28 @@ def test_padding_is_never_read(reviews, small_data, pooling):
   assert not np.asarray(grads["embed"][input_pipeline.PAD]).any()  # padding id untouched
 
 
+@pytest.mark.parametrize("cell,pooling", [("lstm", "last"), ("gru", "meanmax")])
+def test_unmasked_causal_stack_equals_the_masked_one(cell, pooling):
+  # the classifier runs its stack without lengths and masks the outputs afterwards; the
+  # reference gives the stack the lengths (carries frozen past each row's end)
+  net = model.classifier(50, 6, cell, (5, 4), pooling=pooling)
+  params = net.init(jax.random.key(1))
+  rng = np.random.default_rng(2)
+  tokens = rng.integers(2, 50, (5, 9)).astype(np.int32)
+  lengths = np.array([9, 4, 1, 0, 7], np.int32)
+  tokens[np.arange(9)[None, :] >= lengths[:, None]] = input_pipeline.PAD
+  xs = params["embed"][tokens]
+  ys, state = net.rnn.apply(params["rnn"], xs, lengths)
+  if pooling == "last":
+    top = state[-1]
+    h = top.h if isinstance(top, drnn.LSTMState) else top
+  else:
+    h = model._mean_max(ys, lengths)
+  expected = (h @ params["dense"]["w"] + params["dense"]["b"])[:, 0]
+  np.testing.assert_allclose(net.apply(params, tokens, lengths), expected, rtol=1e-6,
+                             atol=1e-7)
+
+
 def test_mean_max_pooling_matches_numpy():
   rng = np.random.default_rng(1)
   ys = rng.normal(size=(3, 5, 2)).astype(np.float32)
