@@ -228,6 +228,29 @@ def test_equal_params_width_rule():
                                    ((200, 200), ["equal_width"]), ((133, 133), ["equal_params"])]
 
 
+def test_study_table_pairs_each_point_with_its_peer():
+  study = lm.study
+  args = study.parser().parse_args(["--depths", "1,2", "--minutes", "2"])
+  base = ["--vocab-text", "corpus"]
+  points = study.plan(args, 200)
+
+  def row(impl, widths, ppl, speed):
+    key = {"impl": impl, "hidden": list(widths), "size": {"minutes": 2.0}, "epochs": 3,
+           "args": base}
+    return {"key": key, "depth": len(widths), "tokens_per_epoch": 1000,
+            "seconds_per_epoch": 40.0, "test_perplexity": ppl, "tokens_per_s": speed}
+
+  rows = [row("jax", (200,), 300.0, 400.0), row("torch", (200,), 310.0, 500.0),
+          row("jax", (133, 133), 350.0, 600.0), row("torch", (133, 133), 352.0, 400.0),
+          row("jax", (200, 200), 330.0, 300.0)]  # its peer is missing: no line
+  rows.append({**row("jax", (200,), 1.0, 1.0), "key": {**rows[0]["key"], "epochs": 9}})
+  lines = study.table({"rows": rows, "probes": []}, args, points, base)
+  assert len(lines) == 4  # header, rule, two complete points; the other study's row unused
+  assert lines[2].startswith("| 1 x 200 | both | 1,000 | 40 | 300.0 | 310.0 | 400 | 500 |")
+  assert lines[2].endswith("| 0.80x |")
+  assert lines[3].startswith("| 2 x 133 | equal LSTM params |") and "| 1.50x |" in lines[3]
+
+
 TINY = ["--limit-train-tokens", "6000", "--val-reviews", "10", "--test-reviews", "10",
         "--vocab", "300", "--embed", "16", "--hidden", "16,16", "--bptt", "10",
         "--batch-size", "4", "--dropout", "0", "--lr", "1e-2", "--schedule", "constant",

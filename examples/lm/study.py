@@ -134,6 +134,9 @@ def parser():
   p.add_argument("--runs", help="where each point's --out goes (default: beside --results, "
                                 "in <results name>_runs/)")
   p.add_argument("--dry-run", action="store_true", help="print the plan and exit")
+  p.add_argument("--table", action="store_true",
+                 help="print the finished points of this study (same flags) as a Markdown "
+                      "table, ours beside the peer, and exit")
   return p
 
 
@@ -218,6 +221,36 @@ def run_point(args, impl, widths, setups, base, results, runs):
   return True
 
 
+def point_rows(results, args, widths, base):
+  """The rows of one configuration, by impl (missing impls left out)."""
+  size = {"tokens": args.train_tokens} if args.train_tokens else {"minutes": args.minutes}
+  found = {impl: find(results["rows"], {"impl": impl, "hidden": list(widths), "size": size,
+                                         "epochs": args.epochs, "args": base})
+           for impl in IMPLS}
+  return {impl: r for impl, r in found.items() if r}
+
+
+def table(results, args, points, base):
+  """Markdown lines: one per configuration with both impls' rows, equal width first."""
+  lines = ["| depth x width | setup | tokens per epoch | seconds per epoch (ours) | "
+           "ours: test ppl | PyTorch: test ppl | ours: tokens/s | PyTorch: tokens/s | "
+           "ours / PyTorch speed |", "| --- " * 9 + "|"]
+  names = {("equal_width",): "equal width", ("equal_params",): "equal LSTM params"}
+  order = sorted(points, key=lambda p: ("equal_width" not in p[1], len(p[0])))
+  for widths, setups in order:
+    found = point_rows(results, args, widths, base)
+    if set(found) != set(IMPLS):
+      continue
+    ours, peer = found["jax"], found["torch"]
+    lines.append(
+        f"| {len(widths)} x {widths[0]} | {names.get(tuple(setups), 'both')} | "
+        f"{ours['tokens_per_epoch']:,} | {ours['seconds_per_epoch']:.0f} | "
+        f"{ours['test_perplexity']:.1f} | {peer['test_perplexity']:.1f} | "
+        f"{ours['tokens_per_s']:,.0f} | {peer['tokens_per_s']:,.0f} | "
+        f"{ours['tokens_per_s'] / peer['tokens_per_s']:.2f}x |")
+  return lines
+
+
 def plot(path, results, args, points, base):
   """Test perplexity and tokens/s against depth, one line per configuration and impl."""
   import matplotlib
@@ -227,8 +260,7 @@ def plot(path, results, args, points, base):
   size = {"tokens": args.train_tokens} if args.train_tokens else {"minutes": args.minutes}
   for setup, style in zip(SETUPS, ("-", "--")):
     for impl, marker in zip(IMPLS, ("o", "s")):
-      found = [find(results["rows"], {"impl": impl, "hidden": list(w), "size": size,
-                                      "epochs": args.epochs, "args": base})
+      found = [point_rows(results, args, w, base).get(impl)
                for w, setups in points if setup in setups]
       found = sorted((r for r in found if r), key=lambda r: r["depth"])
       if not found:
@@ -273,6 +305,9 @@ def main(argv=None):
   if args.dry_run:
     return 0
   results = load_results(args.results)
+  if args.table:
+    print("\n".join(table(results, args, points, base)))
+    return 0
   failed = [(impl, w) for w, setups in points for impl in args.impls
             if not run_point(args, impl, w, setups, base, results, runs)]
   plot(os.path.splitext(args.results)[0] + ".png", results, args, points, base)
