@@ -165,6 +165,25 @@ def test_sigkill_mid_epoch_then_resume_equals_uninterrupted(env, reference, tmp_
   assert_same_run(out, reference)
 
 
+def test_a_repeated_command_loads_its_steps_from_the_compilation_cache(env, reference,
+                                                                       tmp_path):
+  """The reference run filled the module's cache ($JAX_COMPILATION_CACHE_DIR, which
+  --compile-cache auto uses): the same command loads its steps from it and trains to
+  the same bits; --compile-cache off loads nothing."""
+  cache = env["JAX_COMPILATION_CACHE_DIR"]
+  for flags, expected in (([], f"programs loaded from the compilation cache {cache}"),
+                          (["--compile-cache", "off"], "(compilation cache off)")):
+    out = tmp_path / f"run{len(flags)}"
+    proc = subprocess.run([sys.executable, str(TRAIN), *ARGS, "--out", str(out), *flags],
+                          env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    line = next(l for l in proc.stdout.splitlines() if "compiled in" in l)
+    assert expected in line, line
+    if not flags:  # the train and eval steps at least (the initialiser's too)
+      assert int(line.split("(")[-1].split()[0]) >= 2, line
+    assert_same_run(out, reference)
+
+
 def test_relative_out_dir_as_users_type_it(env, reference, tmp_path):
   """`--out runs/x`, relative to where the command runs (orbax wants absolute paths)."""
   train(env, "runs/x", fault="sigkill:13", expect=-signal.SIGKILL, cwd=tmp_path)

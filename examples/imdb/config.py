@@ -36,11 +36,12 @@ DEFAULTS = dict(
     coordinator=None,   # HOST:PORT of process 0 of a multi-process run, or "auto"
     num_processes=1,    # processes of a multi-process run
     process_id=0,       # this process's index in it
+    compile_cache="auto",  # persistent XLA cache dir; auto = $JAX_COMPILATION_CACHE_DIR or ~/.cache
 )
 
 # Where and how this launch runs: taken from the command line, never from a checkpoint
 # (a run continues on another number of devices or processes).
-MACHINE = ("mesh", "coordinator", "num_processes", "process_id")
+MACHINE = ("mesh", "coordinator", "num_processes", "process_id", "compile_cache")
 
 PRESETS = {
     "seed": {},
@@ -154,6 +155,11 @@ def parser():
                       "address, or 'auto' to let JAX read the cluster's environment")
   p.add_argument("--num-processes", type=_number(int, 1))
   p.add_argument("--process-id", type=_number(int, 0))
+  p.add_argument("--compile-cache", metavar="DIR",
+                 help="keep compiled steps in DIR, so that a relaunch or a repeated command "
+                      "loads them instead of compiling (default auto: "
+                      "$JAX_COMPILATION_CACHE_DIR, else ~/.cache/deeprnn_jax/xla; off: "
+                      "none); see examples/imdb/compile_cache.py")
   p.add_argument("--export", metavar="PATH",
                  help="after training, write the tested params' inference function "
                       "(tokens, lengths -> probabilities; any batch size and length) as a "

@@ -16,7 +16,8 @@ continues from DIR's checkpoint if it holds one, and starts fresh if not, so a p
 job is simply relaunched; it ends with the same parameters and metrics as an
 uninterrupted run. `--resume` insists on a checkpoint to continue from. `--export PATH`
 writes the tested params' inference function as a serialized `jax.export.Exported`
-(export.py), loadable with JAX alone.
+(export.py), loadable with JAX alone. Compiled steps are kept in a persistent XLA cache
+(`--compile-cache`, compile_cache.py), so a relaunch loads them instead of compiling.
 """
 
 import contextlib
@@ -35,6 +36,7 @@ from tqdm import tqdm
 
 import allocator
 import checkpoint
+import compile_cache
 import config
 import export
 import faults
@@ -436,13 +438,15 @@ def main(argv=None):
                          residual=cfg["residual"])
   tx = drnn.optimizer(learning_rate(cfg, len(data.train.labels)), max_norm=cfg["clip"] or None)
   place = parallel.placement(cfg)
-  with contextlib.nullcontext() if place.mesh is None else jax.set_mesh(place.mesh):
-    train(cfg, resuming, data, net, tx, origin, place)
+  with (compile_cache.enabled(cfg["compile_cache"]) as cache,
+        contextlib.nullcontext() if place.mesh is None else jax.set_mesh(place.mesh)):
+    train(cfg, resuming, data, net, tx, origin, place, cache)
   return 0
 
 
-def train(cfg, resuming, data, net, tx, origin, place):
+def train(cfg, resuming, data, net, tx, origin, place, cache=None):
   """Builds or restores the run, compiles, trains, tests and exports."""
+  counted = dict(compile_cache.counts)
   grad_metrics = grad_norms_fn(net) if cfg["log_grad_norms"] else None
   if resuming:
     run = restore_run(cfg["out"], net, tx, cfg["seed"], place)
@@ -452,8 +456,8 @@ def train(cfg, resuming, data, net, tx, origin, place):
   train_step, eval_step = compile_steps(net, tx, grad_metrics, run, cfg, place)
   print(f"{cfg['cell'].upper()} {cfg['hidden']}, {drnn.count_params(run['state']['params'])} "
         f"parameters; {device_name(place)}; compiled in "
-        f"{time.perf_counter() - t_compile:.1f}s; from epoch {run['epoch'] + 1}, global step "
-        f"{run['global_step']}")
+        f"{time.perf_counter() - t_compile:.1f}s ({compile_cache.summary(cache, counted)}); "
+        f"from epoch {run['epoch'] + 1}, global step {run['global_step']}")
   fit(run, cfg, data, train_step, eval_step, origin, place)
   write_outputs(cfg, run, test_metrics(run, cfg, data, eval_step, place), origin)
   if cfg["export"] and place.is_main:

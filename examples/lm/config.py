@@ -35,6 +35,7 @@ DEFAULTS = dict(
     sample=None,        # a prompt to continue after training, e.g. "this movie was"
     temperature=1.0,    # of the sampling softmax; 0 = always the most likely word
     sample_words=50,    # words sampled after the prompt
+    compile_cache="auto",  # persistent XLA cache dir; auto = $JAX_COMPILATION_CACHE_DIR or ~/.cache
 )
 
 # Settings a checkpoint is tied to: resuming with different values is refused.
@@ -116,6 +117,9 @@ def _output_flags(p):
                       "trains on); to start over, delete DIR/checkpoints or choose another DIR")
   p.add_argument("--resume", action="store_true",
                  help="require a checkpoint in --out to continue from")
+  p.add_argument("--compile-cache", metavar="DIR",
+                 help="keep compiled steps in DIR for relaunches (default auto: "
+                      "$JAX_COMPILATION_CACHE_DIR, else ~/.cache/deeprnn_jax/xla; off: none)")
   p.add_argument("--sample", metavar="PROMPT",
                  help='after training, continue PROMPT (e.g. "this movie was") with sampled '
                       'words, printed and saved in metrics.json; "|" marks a review\'s end')

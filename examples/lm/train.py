@@ -33,6 +33,7 @@ import report
 import sampling
 import reuse  # noqa: F401 -- puts examples/imdb on sys.path, for the next two
 import checkpoint  # the IMDB example's
+import compile_cache  # the IMDB example's persistent XLA cache (--compile-cache)
 import faults  # the IMDB example's test hook: $DEEPRNN_TEST_FAULT=sigkill:STEP and others
 import provenance  # the IMDB example's
 import deeprnn_jax as drnn
@@ -248,6 +249,13 @@ def main(argv=None):
   if resuming or cfg["resume"]:  # --resume: a checkpoint is required (an error if none)
     cfg = resume_config(cfg["out"], explicit)
   origin = provenance.collect(sys.argv[1:] if argv is None else argv)
+  with compile_cache.enabled(cfg["compile_cache"]) as cache:
+    return train(cfg, resuming, origin, cache)
+
+
+def train(cfg, resuming, origin, cache):
+  """Loads the text, builds or restores the run, compiles, trains, tests and samples."""
+  counted = dict(compile_cache.counts)
   data = input_pipeline.load_for(cfg)
   lm = model.language_model(cfg["vocab"], cfg["embed"], cfg["hidden"], dropout=cfg["dropout"],
                             tie=cfg["tie"], init_range=cfg["init_range"])
@@ -259,7 +267,8 @@ def main(argv=None):
   n_params = drnn.count_params(run["state"]["params"])
   print(f"LSTM {','.join(map(str, cfg['hidden']))}, embed {cfg['embed']}"
         f"{' (tied)' if cfg['tie'] else ''}, {n_params} parameters; "
-        f"{device_name()}; compiled in {time.perf_counter() - t0:.1f}s; "
+        f"{device_name()}; compiled in {time.perf_counter() - t0:.1f}s "
+        f"({compile_cache.summary(cache, counted)}); "
         f"{'continuing' if resuming else 'starting'} at epoch {run['epoch'] + 1}, "
         f"global step {run['global_step']}", flush=True)
   write = lambda run: report.write_metrics(cfg["out"], metrics(cfg, run, n_params, origin))
