@@ -11,6 +11,7 @@ import importlib
 import json
 import os
 import pathlib
+import re
 import subprocess
 import sys
 import types
@@ -289,6 +290,8 @@ def test_training_lowers_perplexity_and_a_relaunch_continues(tmp_path, env):
   log2 = run_script("train.py", [*TINY, "--epochs", "2", "--out", str(out),
                                  "--sample", "this movie was", "--sample-words", "5"], env)
   assert "continuing at epoch 2, global step 150" in log2  # 4 streams of 1500: 150 chunks
+  cached = re.search(r"\((\d+) programs loaded from the compilation cache (\S+)\)", log2)
+  assert cached and cached[2] == env["JAX_COMPILATION_CACHE_DIR"] and int(cached[1]) >= 1, log2
   assert "epoch 1 -" not in log2 and "epoch 2 -" in log2  # epoch 1 is not trained again
   second = read_metrics(out)
   assert second["history"][0] == epoch1 and second["steps"] == 300
