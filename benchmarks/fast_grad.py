@@ -2,12 +2,13 @@
 `deeprnn_jax/_src/fast_grad_choice.py`.
 
     python benchmarks/fast_grad.py                      # rnn, lstm, gru; F = H = 256
-    python benchmarks/fast_grad.py --json benchmarks/results/fast-grad-cpu.json
+    python benchmarks/fast_grad.py --width 5,32,128,256 \
+        --json benchmarks/results/fast-grad-cpu-widths.json
 
-For each cell it compiles one layer's gradient (of sum(ys^2) over B=64, T=100 steps) once
+For each cell and width it compiles one layer's gradient (of sum(ys^2) over B=64, T=100 steps) once
 with the cell's fast rule and once with autodiff of the plain scan, warms both up, then
 times them alternately (best of --repeats rounds of --steps calls each) and prints the
-speed-up autodiff / rule: the entry of `SPEEDUP` for this backend. Run it on a quiet
+speed-up autodiff / rule: the entries of `MEASURED` for this backend. Run it on a quiet
 machine; it prints the device and CPU it ran on.
 """
 
@@ -58,8 +59,17 @@ def measure(kind, batch, time_steps, width, steps, repeats):
   for _ in range(repeats):  # alternate, so that drifts in machine load hit both
     for fast, fn in fns.items():
       times[fast] = min(times[fast], best_seconds(fn, args, steps, 1))
-  return {"cell": kind, "rule_ms": 1e3 * times[True], "autodiff_ms": 1e3 * times[False],
+  return {"cell": kind, "width": width, "rule_ms": 1e3 * times[True], "autodiff_ms": 1e3 * times[False],
           "speedup": times[False] / times[True]}
+
+
+def table(rows, default_width=256):
+  """{cell: {width: speed-up rounded to 2 places}}: a row of fast_grad_choice.MEASURED
+  (files written before widths were recorded measured F = H = `default_width`)."""
+  out = {}
+  for r in rows:
+    out.setdefault(r["cell"], {})[r.get("width", default_width)] = round(r["speedup"], 2)
+  return out
 
 
 def main(argv=None):
@@ -67,21 +77,22 @@ def main(argv=None):
   p.add_argument("--cells", nargs="+", default=["rnn", "lstm", "gru"])
   p.add_argument("--batch", type=int, default=64)
   p.add_argument("--time", type=int, default=100)
-  p.add_argument("--width", type=int, default=256)
+  p.add_argument("--width", type=lambda s: [int(w) for w in s.split(",")], default=[256],
+                 help="F = H, one or more comma-separated (256)")
   p.add_argument("--steps", type=int, default=5)
   p.add_argument("--repeats", type=int, default=5)
   p.add_argument("--json", type=pathlib.Path)
   args = p.parse_args(argv)
   origin = provenance.collect(argv)
-  rows = [measure(k, args.batch, args.time, args.width, args.steps, args.repeats)
-          for k in args.cells]
+  rows = [measure(k, args.batch, args.time, w, args.steps, args.repeats)
+          for w in args.width for k in args.cells]
   print(f"backend {jax.default_backend()}, {origin.get('cpu')}, jax {jax.__version__}")
-  print(f"one layer's gradient, B={args.batch} T={args.time} F=H={args.width}")
-  print("| cell | rule ms | autodiff ms | speed-up |\n|---|---:|---:|---:|")
+  print(f"one layer's gradient, B={args.batch} T={args.time}, F = H")
+  print("| cell | H | rule ms | autodiff ms | speed-up |\n|---|---:|---:|---:|---:|")
   for r in rows:
-    print(f"| {r['cell']} | {r['rule_ms']:.1f} | {r['autodiff_ms']:.1f} | {r['speedup']:.2f} |")
-  print(f'SPEEDUP["{jax.default_backend()}"] = '
-        + repr({r["cell"]: round(r["speedup"], 2) for r in rows}))
+    print(f"| {r['cell']} | {r['width']} | {r['rule_ms']:.2f} | {r['autodiff_ms']:.2f} | "
+          f"{r['speedup']:.2f} |")
+  print(f"MEASURED[{jax.default_backend()!r}] row: " + repr(table(rows)))
   if args.json:
     args.json.write_text(json.dumps({"backend": jax.default_backend(), "rows": rows,
                                      "sizes": vars(args) | {"json": str(args.json)},

@@ -48,7 +48,7 @@ MUTANTS = (
            "preferred_element_type=out_dtype)", ("tests/test_claims.py",)),
     Mutant("fast-path-off", "the custom-JVP gradient off by default",
            "deeprnn_jax/_src/fast_grad_choice.py",
-           "return speedup(kind, jax.default_backend() if backend is None else backend) > 1.0",
+           "return speedup(kind, jax.default_backend() if backend is None else backend, width) > 1.0",
            "return False", ("tests/test_claims.py",)),
     Mutant("lstm-gate-order", "LSTM gates read in the order i, f, o, g",
            "deeprnn_jax/_src/cells.py", "i, f, g, o = jnp.split(gates, 4, axis=-1)",

@@ -6,6 +6,8 @@ the tolerances of every other test. So these tests read the jaxpr and XLA's memo
 analysis.
 """
 
+import sys
+
 import jax
 import jax.numpy as jnp
 import pytest
@@ -117,6 +119,8 @@ def test_fast_gradient_choice_rows_equal_their_committed_measurements():
   import pathlib
   from deeprnn_jax._src import fast_grad_choice
   root = pathlib.Path(__file__).resolve().parents[1]
+  sys.path.insert(0, str(root / "benchmarks"))
+  import fast_grad
   checked = 0
   for backend, rows in fast_grad_choice.MEASURED.items():
     for where, path, speedups in rows:
@@ -124,7 +128,22 @@ def test_fast_gradient_choice_rows_equal_their_committed_measurements():
         continue
       data = json.loads((root / path).read_text())
       assert data["backend"] == backend
-      measured = {r["cell"]: round(r["speedup"], 2) for r in data["rows"]}
+      widths = data["sizes"]["width"]
+      measured = fast_grad.table(data["rows"], widths if isinstance(widths, int) else None)
       assert measured == speedups, (where, measured, speedups)
       checked += 1
   assert checked, "no committed measurement backs the table"
+
+
+def test_fast_gradient_choice_reads_the_nearest_measured_width(monkeypatch):
+  from deeprnn_jax._src import fast_grad_choice as choice
+  monkeypatch.setitem(choice.MEASURED, "test", [
+      ("a", None, {"gru": {256: 0.8}}),
+      ("b", None, {"gru": {5: 1.6, 32: 1.2, 256: 0.9}, "rnn": {256: 1.1}})])
+  assert choice.speedup("gru", "test", 256) == pytest.approx((0.8 * 0.9) ** 0.5)
+  assert choice.speedup("gru", "test", 4) == 1.6 and choice.speedup("gru", "test", 12) == 1.6
+  assert choice.speedup("gru", "test", 13) == 1.2 and choice.speedup("gru", "test", 90) == 1.2
+  assert choice.speedup("gru", "test", 91) == pytest.approx((0.8 * 0.9) ** 0.5)
+  assert choice.speedup("rnn", "test", 5) == 1.1 and choice.speedup("lstm", "test", 5) == 0
+  assert choice.prefers_fast("gru", "test", 5) and not choice.prefers_fast("gru", "test", 512)
+  assert not choice.prefers_fast("lstm", "test", 64)

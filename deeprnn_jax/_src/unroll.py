@@ -36,8 +36,9 @@ def scan_layer(cell: Cell, params, xs, carry, lengths=None, *, reverse=False, un
     fast_grad: True: for a cell that declares a fast rule (the plain RNN, LSTM and GRU),
       differentiate through its custom JVP, which keeps the weight gradients out of the
       backward loop (`fast_scan.py`; same numbers). None (default): only where the rule
-      measured faster on this backend (`fast_grad_choice.py`). False, and cells without a
-      rule (or one a wrapper dropped): autodiff of the plain scan.
+      measured faster on this backend at about this width (`fast_grad_choice.py`).
+      False, and cells without a rule (or one a wrapper dropped): autodiff of the plain
+      scan.
     resets: optional bool [T, B]: before step t, rows where resets[t] holds restart from
       `carry` (segment resets; autodiff of the plain scan).
 
@@ -46,7 +47,8 @@ def scan_layer(cell: Cell, params, xs, carry, lengths=None, *, reverse=False, un
   """
   if resets is not None:
     return _scan_with_resets(cell, params, xs, carry, lengths, resets, reverse, unroll)
-  wanted = fast_grad or (fast_grad is None and fast_grad_choice.prefers_fast(cell.kind))
+  wanted = fast_grad or (fast_grad is None
+                        and fast_grad_choice.prefers_fast(cell.kind, width=cell.hidden_size))
   if wanted and fast_scan.applies(cell.fast_rule, params, carry, xs[0]):
     return fast_scan.recurrence(cell.fast_rule, params, carry, xs, lengths, reverse=reverse,
                                 unroll=unroll)
