@@ -16,7 +16,10 @@ a fresh process on an otherwise quiet machine:
 Recorded per run: the whole command's wall time (this parent's clock around the
 subprocess), seconds per epoch (training + validation; Keras compiles inside its first
 epoch, our trainer ahead of time, so epochs 2-5 are the like-for-like figure), and test
-accuracy. The CPU is named in the results.
+accuracy. The CPU is named in the results. By default neither side has a persistent
+compilation cache (ours runs with `--compile-cache off`): every command compiles, as a
+first run does. `--compile-cache DIR` gives both JAX's cache (each its own directory), so
+that rounds after the first show a repeated command: both load their compiled programs.
 """
 
 import argparse
@@ -75,21 +78,35 @@ def keras_run(cell):
                     "keras": keras.__version__}))
 
 
-def timed(cmd):
-  """Runs `cmd`; (wall seconds, stdout). Raises with the output if it fails."""
+def timed(cmd, env=None):
+  """Runs `cmd` (in `env`, else ours); (wall seconds, stdout). Raises with the output if
+  it fails."""
   t0 = time.perf_counter()
-  p = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
+  p = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, env=env)
   wall = time.perf_counter() - t0
   if p.returncode:
     raise RuntimeError(f"{' '.join(cmd)} failed ({p.returncode}):\n{p.stdout}\n{p.stderr}")
   return wall, p.stdout
 
 
-def one_round(cell):
+def cache_env(cache, impl):
+  """The environment of one impl's process: JAX's persistent compilation cache in
+  cache/impl when `cache` is given (both impls read $JAX_COMPILATION_CACHE_DIR: Keras
+  through JAX, our trainer's --compile-cache auto), else none for either."""
+  env = {k: v for k, v in os.environ.items() if not k.startswith("JAX_PERSISTENT_CACHE")
+         and k != "JAX_COMPILATION_CACHE_DIR"}
+  if cache:
+    env.update(JAX_COMPILATION_CACHE_DIR=os.path.join(cache, impl),
+               JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0.1")
+  return env
+
+
+def one_round(cell, cache=None):
   """One run of ours, then one of Keras: their rows."""
   with tempfile.TemporaryDirectory() as out:
     wall, _ = timed([sys.executable, TRAINER, "--cell", cell, "--epochs", str(EPOCHS),
-                     "--out", out])
+                     "--out", out, "--compile-cache", "auto" if cache else "off"],
+                    cache_env(cache, "deeprnn_jax"))
     with open(os.path.join(out, "metrics.json")) as f:
       m = json.load(f)
   ours = {"impl": "deeprnn_jax", "cell": cell, "wall_seconds": wall,
@@ -97,7 +114,7 @@ def one_round(cell):
           "test_accuracy": m["test"]["accuracy"],
           "test_accuracy_last_epoch": m["test_last_epoch"]["accuracy"],
           "val_accuracy": [h["val_accuracy"] for h in m["history"]]}
-  wall, stdout = timed([sys.executable, __file__, "--keras", cell])
+  wall, stdout = timed([sys.executable, __file__, "--keras", cell], cache_env(cache, "keras"))
   k = json.loads(stdout.strip().splitlines()[-1])
   keras_row = {"impl": "keras", "cell": cell, "wall_seconds": wall, **k,
                "test_accuracy_last_epoch": k["test_accuracy"]}
@@ -118,9 +135,11 @@ def mean(xs):
 
 def markdown(result):
   rows = result["rows"]
+  cache = ("both with JAX's persistent compilation cache (round 1 fills it, later rounds "
+           "load from it)" if result.get("compile_cache") else "no compilation cache")
   lines = [f"Seed model, ours vs Keras {rows[-1].get('keras', '')} (JAX backend), "
            f"{result['cpu']} ({result['cores']} cores), {result['date']}, "
-           f"{result['rounds']} rounds; `python benchmarks/keras_seed.py`.", "",
+           f"{result['rounds']} rounds, {cache}; `python benchmarks/keras_seed.py`.", "",
            "| cell | impl | whole command s | epoch 1 s | epochs 2-5 s (mean) | "
            "test acc | test acc, last epoch |", "| --- | --- | --- | --- | --- | --- | --- |"]
   for r in rows:
@@ -129,7 +148,8 @@ def markdown(result):
                  f"| {mean(e[1:]):.2f} | {r['test_accuracy']:.4f} | "
                  f"{r['test_accuracy_last_epoch']:.4f} |")
   lines += ["", "| cell | Keras / ours, whole command (median of rounds) | Keras / ours, "
-            "epochs 2-5 |", "| --- | --- | --- |"]
+            "epochs 2-5 | whole command, by round | epochs 2-5, by round |",
+            "| --- | --- | --- | --- | --- |"]
   for cell in result["cells"]:
     ratios = {"wall": [], "epoch": []}
     for rnd in range(result["rounds"]):
@@ -138,7 +158,9 @@ def markdown(result):
       ratios["wall"].append(k["wall_seconds"] / o["wall_seconds"])
       ratios["epoch"].append(mean(k["epoch_seconds"][1:]) / mean(o["epoch_seconds"][1:]))
     med = {key: sorted(v)[len(v) // 2] for key, v in ratios.items()}
-    lines.append(f"| {cell.upper()} | {med['wall']:.2f}x | {med['epoch']:.2f}x |")
+    by_round = {key: ", ".join(f"{x:.2f}x" for x in v) for key, v in ratios.items()}
+    lines.append(f"| {cell.upper()} | {med['wall']:.2f}x | {med['epoch']:.2f}x | "
+                 f"{by_round['wall']} | {by_round['epoch']} |")
   lines.append("\n(> 1: ours is faster.)")
   return "\n".join(lines) + "\n"
 
@@ -150,6 +172,10 @@ def main():
   ap.add_argument("--rounds", type=int, default=2)
   ap.add_argument("--json")
   ap.add_argument("--md")
+  ap.add_argument("--compile-cache", metavar="DIR",
+                  help="give both impls JAX's persistent compilation cache, in DIR/<impl>: "
+                       "a round after the first loads its compiled programs (default: no "
+                       "cache for either, every round compiles)")
   args = ap.parse_args()
   if args.keras:
     return keras_run(args.keras)
@@ -157,14 +183,15 @@ def main():
   rows = []
   for rnd in range(args.rounds):
     for cell in cells:
-      for row in one_round(cell):
+      for row in one_round(cell, args.compile_cache):
         rows.append({**row, "round": rnd})
         print(json.dumps(rows[-1]), flush=True)
   git = lambda *a: subprocess.run(["git", *a], capture_output=True, text=True, cwd=ROOT).stdout
   result = {"cpu": cpu_name(), "cores": os.cpu_count(), "rounds": args.rounds,
             "commit": git("rev-parse", "HEAD").strip(),
             "clean_tree": not git("status", "--porcelain", "--untracked-files=no").strip(),
-            "cells": cells, "date": time.strftime("%Y-%m-%d"), "rows": rows}
+            "cells": cells, "date": time.strftime("%Y-%m-%d"), "rows": rows,
+            "compile_cache": bool(args.compile_cache)}
   if args.json:
     with open(args.json, "w") as f:
       json.dump(result, f, indent=1)
