@@ -4,6 +4,7 @@ from deeprnn_jax import diagnostics
 from deeprnn_jax._src.base import Cell
 from deeprnn_jax._src.base import LSTMState
 from deeprnn_jax._src.cells import gru
+from deeprnn_jax._src.cudnn import cudnn_time_loop
 from deeprnn_jax._src.cells import lstm
 from deeprnn_jax._src.cells import rnn
 from deeprnn_jax._src.interop import from_torch
@@ -18,6 +19,7 @@ from deeprnn_jax._src.stack import layer_params
 from deeprnn_jax._src.stack import stacked_rnn
 from deeprnn_jax._src.tbptt import tbptt_apply
 from deeprnn_jax._src.tbptt import tbptt_train
+from deeprnn_jax._src.time_loops import TimeLoop
 from deeprnn_jax._src.train import make_eval_step
 from deeprnn_jax._src.train import make_train_step
 from deeprnn_jax._src.train import optimizer
@@ -31,7 +33,9 @@ __all__ = (
     "Cell",
     "LSTMState",
     "StackedRNN",
+    "TimeLoop",
     "count_params",
+    "cudnn_time_loop",
     "from_keras",
     "from_torch",
     "gru",

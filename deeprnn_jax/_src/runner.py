@@ -19,7 +19,7 @@ from deeprnn_jax._src import schedules
 from deeprnn_jax._src import sharding
 from deeprnn_jax._src.bidirectional import check_state as check_bidirectional_state
 from deeprnn_jax._src.layers import Context
-from deeprnn_jax._src.unroll import loop_layer, remat_scan_layer, scan_layer
+from deeprnn_jax._src.unroll import loop_layer
 
 
 class _Call(NamedTuple):
@@ -131,8 +131,7 @@ class Runner:
 
   def apply(self, params, xs, lengths=None, initial_state=None, *, train=False, key=None,
             output="sequence", resets=None):
-    loop = functools.partial(remat_scan_layer if self.o["remat"] else scan_layer,
-                             unroll=self.o["unroll"])
+    loop = self.o["time_loop"].make(self.o)
     call = self._prepare(params, xs, lengths, initial_state, train, key, output, resets, loop)
     seqs, finals = self._run(call, self.schedule, output == "all")
     return self._finish(seqs, finals, call.lengths, output)

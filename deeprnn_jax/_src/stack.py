@@ -17,6 +17,7 @@ from deeprnn_jax._src import dropout as drop_lib
 from deeprnn_jax._src import layout
 from deeprnn_jax._src import precision
 from deeprnn_jax._src import schedules
+from deeprnn_jax._src import time_loops
 from deeprnn_jax._src.base import Cell
 from deeprnn_jax._src.cells import make_cell
 from deeprnn_jax._src.layers import recurrent
@@ -48,8 +49,9 @@ class StackedRNN(NamedTuple):
     cells: the Cell of every layer.
     input_size, hidden_sizes, dropout: as given to `stacked_rnn`.
     groups: (first layer, number of layers) of every group of equally shaped layers.
-    bidirectional, residual, recurrent_dropout, variational, compute_dtype, schedule: as
-      given to `stacked_rnn` (compute_dtype None or a numpy dtype).
+    bidirectional, residual, recurrent_dropout, variational, compute_dtype, schedule,
+      time_loop: as given to `stacked_rnn` (compute_dtype None or a numpy dtype; schedule
+      and time_loop by name).
     layers: the `Layer` of every layer (`layers.py`), the cell with its wrappers.
   """
 
@@ -70,6 +72,7 @@ class StackedRNN(NamedTuple):
   compute_dtype: Any = None
   schedule: str = "layer"
   layers: Tuple[Any, ...] = ()
+  time_loop: str = "scan"
 
 
 
@@ -106,7 +109,7 @@ def _make_layer(cell, o):
 
 
 def _check_options(input_size, dropout, unroll, remat, bidirectional, residual, layer_norm,
-                   recurrent_dropout, variational, compute_dtype, schedule):
+                   recurrent_dropout, variational, compute_dtype, schedule, time_loop="scan"):
   if isinstance(input_size, bool) or not isinstance(input_size, int) or input_size <= 0:
     raise ValueError(f"input_size: expected a positive int, got {input_size!r}")
   o = dict(dropout=checks.check_dropout(dropout), remat=checks.check_flag(remat, "remat"),
@@ -119,6 +122,7 @@ def _check_options(input_size, dropout, unroll, remat, bidirectional, residual, 
   o["schedule"] = _schedule(schedule)
   o["schedule"].check(o)
   o["layer_norm"] = checks.check_flag(layer_norm, "layer_norm")
+  o["time_loop"] = time_loops.named(time_loop)
   return o
 
 
@@ -138,7 +142,8 @@ def stacked_rnn(cell, input_size: int, hidden_sizes, *, nonlinearity: Optional[s
                 bidirectional: bool = False, residual: bool = False, layer_norm: bool = False,
                 recurrent_dropout: float = 0.0, variational: bool = False,
                 compute_dtype=None, remat: bool = False,
-                schedule: str = "layer", proj_size: Optional[int] = None) -> StackedRNN:
+                schedule: str = "layer", proj_size: Optional[int] = None,
+                time_loop="scan") -> StackedRNN:
   """Builds a stack of `cell` layers of widths `hidden_sizes` over `input_size` inputs.
 
   Layer l reads layer l-1's whole output sequence (Keras' `return_sequences=True`) and
@@ -187,6 +192,10 @@ def stacked_rnn(cell, input_size: int, hidden_sizes, *, nonlinearity: Optional[s
       (`wavefront.py`); same numbers and dropout masks; not with bidirectional,
       recurrent_dropout or remat. Or a Schedule object: `drnn.pipeline(axis, chunk_size)`
       splits each group of equal layers over the devices of a mesh axis (`pipeline.py`).
+    time_loop: how each layer runs over time: "scan" (default), `lax.scan`; "cudnn",
+      cuDNN's fused LSTM through `jax.experimental.rnn.lstm` (GPUs; LSTM cells without
+      layer_norm, proj_size, recurrent_dropout, remat or a compute_dtype, float32, no
+      resets; `cudnn.py`); or a TimeLoop (`drnn.cudnn_time_loop(kernel)`).
 
   `apply(..., resets=)` takes a bool [batch, time]: where it holds, the row's carry
   restarts from its initial state before that step (several sequences packed in a row;
@@ -208,13 +217,14 @@ def stacked_rnn(cell, input_size: int, hidden_sizes, *, nonlinearity: Optional[s
   """
   hidden_sizes = checks.check_hidden_sizes(hidden_sizes)
   o = _check_options(input_size, dropout, unroll, remat, bidirectional, residual, layer_norm,
-                     recurrent_dropout, variational, compute_dtype, schedule)
+                     recurrent_dropout, variational, compute_dtype, schedule, time_loop)
   extra = {"layer_norm": True} if o["layer_norm"] else {}
   if proj_size is not None:
     extra["proj_size"] = proj_size
   cells = _make_cells(cell, hidden_sizes, nonlinearity=nonlinearity, forget_bias=forget_bias,
                       kernel_init=kernel_init, recurrent_init=recurrent_init,
                       bias_init=bias_init, **extra)
+  o["time_loop"].check(o, cells)
   layers = tuple(_make_layer(c, o) for c in cells)
   widths = (input_size,) + tuple(layer.width for layer in layers)  # what each layer reads
   groups = layout.group_shapes([(widths[l], c.hidden_size, getattr(c, "output_size", None))
@@ -226,7 +236,7 @@ def stacked_rnn(cell, input_size: int, hidden_sizes, *, nonlinearity: Optional[s
                     groups=groups, bidirectional=o["bidirectional"], residual=o["residual"],
                     recurrent_dropout=o["recurrent_dropout"], variational=o["variational"],
                     compute_dtype=o["compute_dtype"], schedule=o["schedule"].name,
-                    layers=layers)
+                    layers=layers, time_loop=o["time_loop"].name)
 
 
 def count_params(params) -> int:
