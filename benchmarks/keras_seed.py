@@ -17,9 +17,10 @@ Recorded per run: the whole command's wall time (this parent's clock around the
 subprocess), seconds per epoch (training + validation; Keras compiles inside its first
 epoch, our trainer ahead of time, so epochs 2-5 are the like-for-like figure), and test
 accuracy. The CPU is named in the results. By default neither side has a persistent
-compilation cache (ours runs with `--compile-cache off`): every command compiles, as a
-first run does. `--compile-cache DIR` gives both JAX's cache (each its own directory), so
-that rounds after the first show a repeated command: both load their compiled programs.
+compilation cache and no cache of the encoded reviews (ours runs with `--compile-cache off
+--data-cache off`): every command reads, encodes and compiles, as a first run does.
+`--caches DIR` gives both sides both caches, so that rounds after the first show a
+repeated command.
 """
 
 import argparse
@@ -46,14 +47,16 @@ def left_padded(reviews, maxlen):
   return reviews.tokens[np.arange(n)[:, None], cols]
 
 
-def keras_run(cell):
-  """Trains the seed's Keras model; prints one JSON line of its figures."""
+def keras_run(cell, data_cache=None):
+  """Trains the seed's Keras model (reviews from `data_cache` when given, see
+  examples/imdb/data_cache.py); prints one JSON line of its figures."""
   os.environ["KERAS_BACKEND"] = "jax"
   sys.path.insert(0, os.path.join(ROOT, "examples", "imdb"))
   import keras
   import input_pipeline
 
-  data = input_pipeline.load(input_pipeline.resolve_data_dir(None), 10000, 100, 0.2, 0)
+  data = input_pipeline.load(input_pipeline.resolve_data_dir(None), 10000, 100, 0.2, 0,
+                             cache_dir=data_cache)
   x, x_val, x_test = (left_padded(r, 100) for r in (data.train, data.val, data.test))
   layer = {"lstm": keras.layers.LSTM, "gru": keras.layers.GRU}[cell]
   model = keras.Sequential([keras.Input((100,), dtype="int32"),
@@ -92,7 +95,8 @@ def timed(cmd, env=None):
 def cache_env(cache, impl):
   """The environment of one impl's process: JAX's persistent compilation cache in
   cache/impl when `cache` is given (both impls read $JAX_COMPILATION_CACHE_DIR: Keras
-  through JAX, our trainer's --compile-cache auto), else none for either."""
+  through JAX, our trainer's --compile-cache auto), else none for either. The encoded
+  reviews go to cache/data, shared: both read them through the trainer's pipeline."""
   env = {k: v for k, v in os.environ.items() if not k.startswith("JAX_PERSISTENT_CACHE")
          and k != "JAX_COMPILATION_CACHE_DIR"}
   if cache:
@@ -104,9 +108,10 @@ def cache_env(cache, impl):
 def one_round(cell, cache=None):
   """One run of ours, then one of Keras: their rows."""
   with tempfile.TemporaryDirectory() as out:
+    data = os.path.join(cache, "data") if cache else "off"
     wall, _ = timed([sys.executable, TRAINER, "--cell", cell, "--epochs", str(EPOCHS),
-                     "--out", out, "--compile-cache", "auto" if cache else "off"],
-                    cache_env(cache, "deeprnn_jax"))
+                     "--out", out, "--compile-cache", "auto" if cache else "off",
+                     "--data-cache", data], cache_env(cache, "deeprnn_jax"))
     with open(os.path.join(out, "metrics.json")) as f:
       m = json.load(f)
   ours = {"impl": "deeprnn_jax", "cell": cell, "wall_seconds": wall,
@@ -114,7 +119,8 @@ def one_round(cell, cache=None):
           "test_accuracy": m["test"]["accuracy"],
           "test_accuracy_last_epoch": m["test_last_epoch"]["accuracy"],
           "val_accuracy": [h["val_accuracy"] for h in m["history"]]}
-  wall, stdout = timed([sys.executable, __file__, "--keras", cell], cache_env(cache, "keras"))
+  wall, stdout = timed([sys.executable, __file__, "--keras", cell,
+                        *(["--caches", cache] if cache else [])], cache_env(cache, "keras"))
   k = json.loads(stdout.strip().splitlines()[-1])
   keras_row = {"impl": "keras", "cell": cell, "wall_seconds": wall, **k,
                "test_accuracy_last_epoch": k["test_accuracy"]}
@@ -135,8 +141,9 @@ def mean(xs):
 
 def markdown(result):
   rows = result["rows"]
-  cache = ("both with JAX's persistent compilation cache (round 1 fills it, later rounds "
-           "load from it)" if result.get("compile_cache") else "no compilation cache")
+  cache = ("both with JAX's persistent compilation cache and the encoded reviews cached "
+           "(round 1 fills them, later rounds load from them)" if result.get("caches")
+           else "no caches: every command reads, encodes and compiles")
   lines = [f"Seed model, ours vs Keras {rows[-1].get('keras', '')} (JAX backend), "
            f"{result['cpu']} ({result['cores']} cores), {result['date']}, "
            f"{result['rounds']} rounds, {cache}; `python benchmarks/keras_seed.py`.", "",
@@ -172,18 +179,18 @@ def main():
   ap.add_argument("--rounds", type=int, default=2)
   ap.add_argument("--json")
   ap.add_argument("--md")
-  ap.add_argument("--compile-cache", metavar="DIR",
-                  help="give both impls JAX's persistent compilation cache, in DIR/<impl>: "
-                       "a round after the first loads its compiled programs (default: no "
-                       "cache for either, every round compiles)")
+  ap.add_argument("--caches", metavar="DIR",
+                  help="give both impls JAX's persistent compilation cache (DIR/<impl>) and "
+                       "the encoded reviews' cache (DIR/data): a round after the first loads "
+                       "both (default: no caches, every round reads, encodes and compiles)")
   args = ap.parse_args()
   if args.keras:
-    return keras_run(args.keras)
+    return keras_run(args.keras, args.caches and os.path.join(args.caches, "data"))
   cells = args.cells.split(",")
   rows = []
   for rnd in range(args.rounds):
     for cell in cells:
-      for row in one_round(cell, args.compile_cache):
+      for row in one_round(cell, args.caches):
         rows.append({**row, "round": rnd})
         print(json.dumps(rows[-1]), flush=True)
   git = lambda *a: subprocess.run(["git", *a], capture_output=True, text=True, cwd=ROOT).stdout
@@ -191,7 +198,7 @@ def main():
             "commit": git("rev-parse", "HEAD").strip(),
             "clean_tree": not git("status", "--porcelain", "--untracked-files=no").strip(),
             "cells": cells, "date": time.strftime("%Y-%m-%d"), "rows": rows,
-            "compile_cache": bool(args.compile_cache)}
+            "caches": bool(args.caches)}
   if args.json:
     with open(args.json, "w") as f:
       json.dump(result, f, indent=1)

@@ -1,11 +1,19 @@
-"""Test-wide settings: strict dtype promotion catches silent float32/float64/bf16 mixing."""
+"""Test-wide settings: strict dtype promotion catches silent float32/float64/bf16 mixing;
+the trainers' caches in a directory of the tests, not the user's ~/.cache."""
 
 import os
+import tempfile
 
 import jax
 import pytest
 
 import helpers
+
+# --data-cache auto (the trainers' default) writes under $XDG_CACHE_HOME; the trainer
+# subprocesses inherit this, so they share encoded reviews (each entry is keyed by all
+# its inputs, so sharing never changes a result) and the user's home stays untouched
+os.environ["XDG_CACHE_HOME"] = os.path.join(tempfile.gettempdir(),
+                                            f"deeprnn_jax-tests-{os.getuid()}")
 
 
 @pytest.fixture(autouse=True)

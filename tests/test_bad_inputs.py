@@ -71,6 +71,12 @@ def bigru():
   return model, model.init(jax.random.key(0))
 
 
+@functools.cache
+def cudnn_lstm():
+  model = drnn.stacked_rnn("lstm", 3, (4,), time_loop="cudnn")
+  return model, model.init(jax.random.key(0))
+
+
 XS = np.ones((2, 5, 3), np.float32)  # batch 2, time 5, features 3
 
 
@@ -224,6 +230,15 @@ LIBRARY = [
          stack("lstm", 3, (4, 4), schedule="wavefront", bidirectional=True), ValueError,
          ["schedule", "bidirectional", "expected bidirectional=False",
           "got bidirectional=True"]),
+    Case("unknown time loop", stack("lstm", 3, (4,), time_loop="fused"), ValueError,
+         ["time_loop", "expected one of ('scan', 'cudnn')", "got 'fused'"]),
+    Case("cuDNN time loop for a GRU", stack("gru", 3, (4,), time_loop="cudnn"), ValueError,
+         ["cell", "expected the LSTM cell of stacked_rnn('lstm', ...)", "got a 'gru' cell"]),
+    Case("cuDNN time loop with remat", stack("lstm", 3, (4,), time_loop="cudnn", remat=True),
+         ValueError, ["time_loop", "expected no layer_norm, remat", "got remat=True"]),
+    Case("cuDNN time loop with resets",
+         apply(cudnn_lstm, resets=np.zeros((2, 5), bool)), ValueError,
+         ["resets", "expected None", "got a bool array [2, 5]"]),
     # apply options
     Case("train=True with dropout and no key", apply(rnn, train=True), ValueError,
          ["key", "needs a PRNG key", "got None"]),

@@ -130,6 +130,28 @@ def test_batches_cover_every_review_once_with_one_shape(data_dir):
   assert all(np.array_equal(a["tokens"], b["tokens"]) for a, b in zip(resumed, batches[4:]))
 
 
+def test_data_cache_gives_back_what_was_encoded(data_dir, tmp_path, capsys):
+  import data_cache
+  args = dict(vocab_size=500, maxlen=60, val_split=0.2, seed=0, limit_train=120, limit_test=30)
+  fresh = input_pipeline.load(data_dir, **args)
+  cached = [input_pipeline.load(data_dir, **args, cache_dir=str(tmp_path)) for _ in range(2)]
+  (entry,) = tmp_path.glob("*.npz")  # written by the first, read by the second
+  for data in cached:
+    assert data.vocab == fresh.vocab
+    for split in ("train", "val", "test"):
+      for a, b in zip(getattr(data, split), getattr(fresh, split)):
+        assert a.dtype == b.dtype and np.array_equal(a, b), split
+  other = input_pipeline.load(data_dir, **{**args, "maxlen": 30}, cache_dir=str(tmp_path))
+  assert len(list(tmp_path.glob("*.npz"))) == 2 and other.train.tokens.shape[1] == 30
+  entry.write_bytes(b"not a zip file")  # damaged: read again from the data, and rewritten
+  again = input_pipeline.load(data_dir, **args, cache_dir=str(tmp_path))
+  assert "cannot read" in capsys.readouterr().err
+  assert np.array_equal(again.test.tokens, fresh.test.tokens)
+  assert data_cache.load(str(tmp_path), entry.stem, 60, input_pipeline.Reviews) is not None
+  assert data_cache.resolve("off") is None and data_cache.resolve("auto").endswith(
+      os.path.join("deeprnn_jax", "imdb"))
+
+
 def test_bucketed_batches_cut_only_padding_and_stay_a_function_of_seed_and_epoch(reviews):
   tokens = input_pipeline.tokenize(reviews[0])
   ids, lengths = input_pipeline.encode(tokens, input_pipeline.build_vocab(tokens, 500), 200)

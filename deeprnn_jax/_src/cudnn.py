@@ -72,9 +72,10 @@ def reverse_valid(xs, lengths):
 def _check_cell(cell, params=None):
   if cell.fast_rule is not fast_scan.LSTM or (
       params is not None and set(params) != {"w_ih", "w_hh", "b"}):
-    what = "with a projection" if getattr(cell, "output_size", None) else "of its own"
+    what = (" with a projection" if getattr(cell, "output_size", None)
+            else " of another kind" if cell.kind == "lstm" else "")
     raise ValueError(f"cell: {NAME} expected the LSTM cell of stacked_rnn('lstm', ...), "
-                     f"got a {cell.kind!r} cell {what}; use time_loop='scan'")
+                     f"got a {cell.kind!r} cell{what}; use time_loop='scan'")
 
 
 def _check_call(cell, params, carry, xs, resets, kernel):

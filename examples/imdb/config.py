@@ -37,11 +37,13 @@ DEFAULTS = dict(
     num_processes=1,    # processes of a multi-process run
     process_id=0,       # this process's index in it
     compile_cache="auto",  # persistent XLA cache dir; auto = $JAX_COMPILATION_CACHE_DIR or ~/.cache
+    data_cache="auto",  # encoded-reviews cache dir; auto = ~/.cache/deeprnn_jax/imdb; off
 )
 
 # Where and how this launch runs: taken from the command line, never from a checkpoint
 # (a run continues on another number of devices or processes).
-MACHINE = ("mesh", "coordinator", "num_processes", "process_id", "compile_cache")
+MACHINE = ("mesh", "coordinator", "num_processes", "process_id", "compile_cache",
+           "data_cache")
 
 PRESETS = {
     "seed": {},
@@ -160,6 +162,10 @@ def parser():
                       "loads them instead of compiling (default auto: "
                       "$JAX_COMPILATION_CACHE_DIR, else ~/.cache/deeprnn_jax/xla; off: "
                       "none); see examples/imdb/compile_cache.py")
+  p.add_argument("--data-cache", metavar="DIR",
+                 help="keep the encoded reviews in DIR, so that a repeated command skips "
+                      "reading and tokenising them (default auto: ~/.cache/deeprnn_jax/imdb; "
+                      "off: none); see examples/imdb/data_cache.py")
   p.add_argument("--export", metavar="PATH",
                  help="after training, write the tested params' inference function "
                       "(tokens, lengths -> probabilities; any batch size and length) as a "

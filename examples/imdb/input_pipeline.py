@@ -281,15 +281,35 @@ def batches(reviews: Reviews, batch_size: int, order: Optional[np.ndarray] = Non
     yield batch(reviews, order[b * batch_size:(b + 1) * batch_size], batch_size, bucket_width)
 
 
-def load(data_dir: str, vocab_size: int, maxlen: int, val_split: float, seed: int,
-         limit_train: int = 0, limit_test: int = 0) -> Data:
-  """Reads, tokenises and encodes IMDB; the vocabulary comes from the whole train split
-  (or its first `limit_train` reviews), as in Keras' imdb dataset."""
+def _read_and_encode(data_dir, vocab_size, maxlen, limit_train, limit_test):
+  """(all training reviews, test reviews, vocabulary), from the prepared files."""
   train_texts, train_labels = load_split(data_dir, "train", limit_train)
   test_texts, test_labels = load_split(data_dir, "test", limit_test)
   train_tokens = tokenize(train_texts)
   vocab = build_vocab(train_tokens, vocab_size)
   full = Reviews(*encode(train_tokens, vocab, maxlen), train_labels)
   test = Reviews(*encode(tokenize(test_texts), vocab, maxlen), test_labels)
-  train_idx, val_idx = split_indices(len(train_labels), val_split, seed)
+  return full, test, vocab
+
+
+def load(data_dir: str, vocab_size: int, maxlen: int, val_split: float, seed: int,
+         limit_train: int = 0, limit_test: int = 0, cache_dir: Optional[str] = None) -> Data:
+  """Reads, tokenises and encodes IMDB; the vocabulary comes from the whole train split
+  (or its first `limit_train` reviews), as in Keras' imdb dataset. With `cache_dir`, the
+  encoded reviews are read from there when an entry for these settings exists, and
+  written there when not (`data_cache.py`)."""
+  import data_cache
+  settings = dict(vocab_size=vocab_size, maxlen=maxlen, limit_train=limit_train,
+                  limit_test=limit_test)
+  found = name = None
+  if cache_dir:
+    check_data_dir(data_dir)
+    name = data_cache.key(_in_versions(data_dir, "*"), **settings)
+    found = data_cache.load(cache_dir, name, maxlen, Reviews)
+  if found is None:
+    found = _read_and_encode(data_dir, **settings)
+    if cache_dir:
+      data_cache.save(cache_dir, name, *found)
+  full, test, vocab = found
+  train_idx, val_idx = split_indices(len(full.labels), val_split, seed)
   return Data(full.take(train_idx), full.take(val_idx), test, vocab)

@@ -17,7 +17,8 @@ job is simply relaunched; it ends with the same parameters and metrics as an
 uninterrupted run. `--resume` insists on a checkpoint to continue from. `--export PATH`
 writes the tested params' inference function as a serialized `jax.export.Exported`
 (export.py), loadable with JAX alone. Compiled steps are kept in a persistent XLA cache
-(`--compile-cache`, compile_cache.py), so a relaunch loads them instead of compiling.
+(`--compile-cache`, compile_cache.py), so a relaunch loads them instead of compiling, and
+the encoded reviews in a cache of their own (`--data-cache`, data_cache.py).
 """
 
 import contextlib
@@ -38,6 +39,7 @@ import allocator
 import checkpoint
 import compile_cache
 import config
+import data_cache
 import export
 import faults
 import input_pipeline
@@ -428,7 +430,8 @@ def main(argv=None):
   origin = provenance.collect(sys.argv[1:] if argv is None else argv)
   t_load = time.perf_counter()
   data = input_pipeline.load(data_dir, cfg["vocab"], cfg["maxlen"], cfg["val_split"],
-                             cfg["seed"], cfg["limit_train"], cfg["limit_test"])
+                             cfg["seed"], cfg["limit_train"], cfg["limit_test"],
+                             data_cache.resolve(cfg["data_cache"]))
   print(f"IMDB from {data_dir}: {len(data.train.labels)} train, {len(data.val.labels)} "
         f"validation, {len(data.test.labels)} test reviews, vocabulary {cfg['vocab']} ids "
         f"({time.perf_counter() - t_load:.1f}s)")
