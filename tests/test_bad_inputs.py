@@ -516,8 +516,10 @@ def run_trainer(case, tmp, capsys):
   argv = [a.replace("{tmp}", str(tmp)).replace("{data}", str(DATA_DIR)) for a in case.argv]
   if case.error == "usage":  # should a bad flag get through, stop at the data, not train
     argv += ["--data-dir", str(tmp / "no-data"), "--no-download"]
-  if "--compile-cache" not in argv:  # in-process: keep JAX's process-wide cache closed
-    argv += ["--compile-cache", "off"]
+  # in-process: JAX's process-wide compilation cache stays closed, no data cache written
+  for flag in ("--compile-cache", "--data-cache"):
+    if flag not in argv:
+      argv += [flag, "off"]
   capsys.readouterr()
   prog, sys.argv[0] = sys.argv[0], "train.py"  # argparse names the program after it
   try:

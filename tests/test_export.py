@@ -123,7 +123,7 @@ def test_trainer_exports_the_tested_params(tmp_path, capsys):
   args = ["--data-dir", data_dir, "--limit-train", "64", "--limit-test", "24",
           "--batch-size", "32", "--eval-batch-size", "32", "--hidden", "4", "--embed", "8",
           "--vocab", "300", "--maxlen", "20", "--epochs", "1", "--out", str(out),
-          "--export", path, "--compile-cache", "off"]  # in-process: no process-wide cache
+          "--export", path, "--compile-cache", "off", "--data-cache", "off"]  # in-process
   with jax.numpy_dtype_promotion("standard"):  # optax's Adam: float ** int32
     assert trainer.run_main(args) == 0
   assert f"exported the inference function to {path}" in capsys.readouterr().out

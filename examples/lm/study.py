@@ -136,7 +136,7 @@ def parser():
   p.add_argument("--dry-run", action="store_true", help="print the plan and exit")
   p.add_argument("--table", action="store_true",
                  help="print the finished points of this study (same flags) as a Markdown "
-                      "table, ours beside the peer, and exit")
+                      "table, ours beside the peer, redraw its plot, and exit")
   return p
 
 
@@ -305,8 +305,9 @@ def main(argv=None):
   if args.dry_run:
     return 0
   results = load_results(args.results)
-  if args.table:
+  if args.table:  # and the plot, redrawn from the rows there are
     print("\n".join(table(results, args, points, base)))
+    plot(os.path.splitext(args.results)[0] + ".png", results, args, points, base)
     return 0
   failed = [(impl, w) for w, setups in points for impl in args.impls
             if not run_point(args, impl, w, setups, base, results, runs)]
