@@ -252,6 +252,18 @@ def test_study_table_pairs_each_point_with_its_peer():
   assert lines[3].startswith("| 2 x 133 | equal LSTM params |") and "| 1.50x |" in lines[3]
 
 
+
+def test_readme_table_is_what_the_study_prints_from_its_committed_results():
+  """The README's 9-minute table, line for line, from study_9min.json (no figure typed)."""
+  study = lm.study
+  args = study.parser().parse_args(["--minutes", "9", "--results", str(
+      LM / "results" / "study_9min.json")])
+  base = ["--vocab-text", "corpus", "--val-reviews", "1000", "--test-reviews", "2000"]
+  lines = study.table(study.load_results(args.results), args, study.plan(args, 200), base)
+  assert len(lines) == 2 + 7  # every point of the study ran, with its peer
+  readme = (REPO / "README.md").read_text()
+  assert "\n".join(lines) + "\n" in readme
+
 TINY = ["--limit-train-tokens", "6000", "--val-reviews", "10", "--test-reviews", "10",
         "--vocab", "300", "--embed", "16", "--hidden", "16,16", "--bptt", "10",
         "--batch-size", "4", "--dropout", "0", "--lr", "1e-2", "--schedule", "constant",
