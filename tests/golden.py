@@ -2,6 +2,7 @@
 changed none of them (the core redesign promises bit-identical results on the CPU).
 
     python tests/golden.py          # records tests/golden/outputs.npz from the current code
+    python tests/golden.py --compute OUT.npz   # the same arrays into OUT.npz (the test's)
 
 `tests/test_golden.py` recomputes every entry and compares. What is recorded, per grid
 point: `init`'s params, `apply`'s every-layer outputs and final state (with lengths, and
@@ -88,11 +89,17 @@ def compute(cell, nl, kwargs, train):
   return out
 
 
-def record_all():
+def compute_all():
+  """{"point|key": array} of the whole grid; bf16 arrays as their uint16 bits."""
   arrays = {}
   for name, cell, nl, kwargs, train in grid():
     for k, v in compute(cell, nl, kwargs, train).items():
       arrays[f"{name}|{k}"] = v.view(np.uint16) if v.dtype == jnp.bfloat16 else v
+  return arrays
+
+
+def record_all():
+  arrays = compute_all()
   commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
                           cwd=PATH.parents[1]).stdout.strip()
   meta = {"commit": commit, "cpu": cpu_model(), "jax": jax.__version__}
@@ -121,5 +128,8 @@ def load():
 
 
 if __name__ == "__main__":
+  if sys.argv[1:2] == ["--compute"]:  # tests/test_golden.py: the grid, into sys.argv[2]
+    np.savez(sys.argv[2], **compute_all())
+    sys.exit(0)
   meta, n = record_all()
   print(f"recorded {n} arrays at {meta} into {PATH}", file=sys.stderr)
