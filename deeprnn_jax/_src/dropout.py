@@ -13,10 +13,13 @@ input mask, and `fold_in(ctx.key, 1 + direction)` its recurrent mask. Layer 0 re
 stack's inputs, which no dropout touches.
 """
 
+from typing import Any, NamedTuple
+
 import jax
 import jax.numpy as jnp
 
 from deeprnn_jax._src.base import Cell
+from deeprnn_jax._src import sharding
 from deeprnn_jax._src.layers import Layer, with_cell_transform
 
 
@@ -30,6 +33,12 @@ def sequence_mask(key, rate, batch, width, dtype):
   """One inverted-dropout mask per sequence, [batch, width]: 0 or 1 / (1 - rate)."""
   keep = jax.random.bernoulli(key, 1.0 - rate, (batch, width))
   return jnp.where(keep, 1.0 / (1.0 - rate), 0.0).astype(dtype)
+
+
+class MaskedParams(NamedTuple):
+  """A cell's params with the recurrent-dropout mask [batch, hidden] its recurrence reads."""
+  params: Any
+  mask: jax.Array
 
 
 def with_recurrent_mask(cell: Cell, params, mask):
@@ -52,17 +61,23 @@ def with_recurrent_mask(cell: Cell, params, mask):
     axes = {name: 0 if name == "w_hh" else None for name in params}
     recur = jax.vmap(cell.recur, in_axes=(axes, 0, 0))
   else:  # the RNN and the LSTM read h only through h @ w_hh (so must a user's cell)
+    # the mask travels with the params, not in a closure, so that a time loop running
+    # each device's rows on its own (`sharding.per_device`) gets the rows it runs
+    params = MaskedParams(params, mask)
 
     def recur(p, carry, xp):
+      m = p.mask
       if hasattr(carry, "h"):  # LSTMState, or a user cell's named carry
-        return cell.recur(p, carry._replace(h=carry.h * mask.astype(carry.h.dtype)), xp)
-      return cell.recur(p, carry * mask.astype(carry.dtype), xp)
+        return cell.recur(p.params, carry._replace(h=carry.h * m.astype(carry.h.dtype)), xp)
+      return cell.recur(p.params, carry * m.astype(carry.dtype), xp)
+
+  project = cell.project if cell.kind == "gru" else (lambda p, x: cell.project(p.params, x))
 
   def step(p, carry, x):
-    return recur(p, carry, cell.project(p, x))
+    return recur(p, carry, project(p, x))
 
   # the cell's fast rule computes the unmasked recurrence: the wrapped cell has none
-  return cell._replace(recur=recur, step=step, fast_rule=None), params
+  return cell._replace(project=project, recur=recur, step=step, fast_rule=None), params
 
 
 def input_dropout(layer: Layer, rate: float, variational: bool = False) -> Layer:
@@ -98,9 +113,10 @@ def recurrent_dropout(layer: Layer, rate: float) -> Layer:
   def transform(cell, params, carry, ctx):
     if ctx.key is None:
       return cell, params
-    batch = jax.tree.leaves(carry)[0].shape[0]
-    mask = sequence_mask(jax.random.fold_in(ctx.key, 1 + ctx.direction), rate, batch,
-                         layer.width, ctx.compute_dtype)
+    rows = jax.tree.leaves(carry)[0]
+    mask = sequence_mask(jax.random.fold_in(ctx.key, 1 + ctx.direction), rate,
+                         rows.shape[0], layer.width, ctx.compute_dtype)
+    mask = sharding.follow_batch(mask, sharding.batch_axes(rows, 0), 0)  # split as the rows
     return with_recurrent_mask(cell, params, mask)
 
   return with_cell_transform(layer, transform)

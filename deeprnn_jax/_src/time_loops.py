@@ -14,6 +14,7 @@ A new backend is a new `TimeLoop`, not a new branch in the layers.
 import functools
 from typing import Callable, NamedTuple
 
+from deeprnn_jax._src import sharding
 from deeprnn_jax._src.unroll import remat_scan_layer, scan_layer
 
 
@@ -24,8 +25,8 @@ class TimeLoop(NamedTuple):
 
 
 def _make_scan(options):
-  return functools.partial(remat_scan_layer if options["remat"] else scan_layer,
-                           unroll=options["unroll"])
+  return sharding.per_device(functools.partial(
+      remat_scan_layer if options["remat"] else scan_layer, unroll=options["unroll"]))
 
 
 SCAN = TimeLoop("scan", _make_scan)

@@ -5,6 +5,7 @@ devices against the same functions on one device. Prints one JSON object: case -
 """
 
 import json
+import re
 import sys
 
 import jax
@@ -38,6 +39,43 @@ def lstm_dropout(put):
   model = drnn.stacked_rnn("lstm", F, (5, 4), dropout=0.3)
   # lengths left replicated: the library reshards them to follow the batch
   return grad_of(model, train=True)(model.init(jax.random.key(0)), put(XS), LENGTHS, None)
+
+
+def recurrent_dropout(put):
+  """Recurrent dropout's per-sequence masks (GRU: masked weight copies [B, H, 3H]; LSTM:
+  a mask [B, H]) split with the rows each device runs."""
+  out = []
+  for kind in ("gru", "lstm"):
+    model = drnn.stacked_rnn(kind, F, (5, 4), recurrent_dropout=0.4, remat=kind == "lstm")
+    out.append(grad_of(model, train=True)(model.init(jax.random.key(0)), put(XS),
+                                          put(LENGTHS), None))
+  return out
+
+
+def loop_collectives(put):
+  """All-reduces in the compiled gradient of a GRU and an LSTM stack, counted inside
+  while-loop bodies and outside them (only on the mesh; one device has none)."""
+  counts = {}
+  for kind in ("gru", "lstm"):
+    model = drnn.stacked_rnn(kind, F, (8, 8))
+    params = model.init(jax.random.key(0))
+    hlo = grad_of(model).lower(params, put(XS), put(LENGTHS), None).compile().as_text()
+    counts[kind] = all_reduces_in_loops(hlo)
+  return counts
+
+
+def all_reduces_in_loops(hlo: str):
+  """(all-reduces inside while bodies, all-reduces elsewhere) in optimized HLO text."""
+  bodies = set(re.findall(r"body=%?([\w.\-]+)", hlo))
+  inside = outside = 0
+  name = None
+  for line in hlo.splitlines():
+    head = re.match(r"^(?:ENTRY )?%?([\w.\-]+) \(", line)
+    if head:
+      name = head.group(1)
+    if re.search(r"\ball-reduce(?:-start)?\(", line):
+      inside, outside = (inside + 1, outside) if name in bodies else (inside, outside + 1)
+  return inside, outside
 
 
 def gru_wavefront_resets(put):
@@ -166,7 +204,7 @@ def pipeline_errors():
 CASES = {"lstm_dropout": lstm_dropout, "gru_wavefront_resets": gru_wavefront_resets,
          "lstm_bidirectional_last": lstm_bidirectional_last,
          "lstm_step": lstm_step, "tbptt": tbptt, "gradient_norms": gradient_norms,
-         "train_step": train_step}
+         "train_step": train_step, "recurrent_dropout": recurrent_dropout}
 
 
 def fsdp_sharding(mesh):
@@ -201,9 +239,17 @@ def run(name, fn, axis_type, **kw):
   return compare(got, want)
 
 
+def loop_collectives_on_mesh():
+  mesh = jax.make_mesh((4,), ("data",), axis_types=(AxisType.Explicit,))
+  with jax.set_mesh(mesh):
+    return loop_collectives(lambda a: jax.device_put(a, NamedSharding(mesh, P("data"))))
+
+
 def main():
   results = {name: run(name, fn, AxisType.Explicit) for name, fn in CASES.items()}
   results["gru_fsdp"] = run("gru_fsdp", gru_fsdp, AxisType.Explicit, shard_params=fsdp_sharding)
+  results["loop_collectives"] = {
+      "mesh": loop_collectives_on_mesh(), "one_device": loop_collectives(lambda a: a)}
   results["lstm_forward_auto"] = run("lstm_forward_auto", lstm_forward, AxisType.Auto)
   for name, fn in (("pipeline_lstm", pipeline_lstm), ("pipeline_gru_all", pipeline_gru_all),
                    ("pipeline_errors", pipeline_errors)):
