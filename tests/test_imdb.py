@@ -335,3 +335,19 @@ def test_allocator_settings_take_on_glibc():
     return
   assert allocator.keep_freed_memory() is True
   assert allocator.keep_freed_memory(threshold=64 << 20) is True
+
+
+def test_mesh_auto_takes_the_devices_that_split_both_batches(monkeypatch):
+  """--mesh data=auto (the strong preset's): every device that divides both batch sizes,
+  one device per core on a CPU; a bad --mesh names what it accepts."""
+  import config
+  import parallel
+  assert config.parse(["--mesh", "data=auto"])[1]["mesh"] == "auto"
+  assert config.parse(["--preset", "strong"])[1]["mesh"] == "auto"
+  monkeypatch.setattr(jax, "device_count", lambda: 4)
+  cfg = {"batch_size": 128, "eval_batch_size": 512}
+  assert parallel.auto_devices(cfg) == 4
+  assert parallel.auto_devices({**cfg, "batch_size": 6}) == 2
+  assert parallel.auto_devices({**cfg, "batch_size": 7}) == 1
+  with pytest.raises(SystemExit):
+    config.parse(["--mesh", "data=all"])
