@@ -53,7 +53,9 @@ def test_committed_docs_match_their_results():
 
 def test_a_hand_edited_figure_is_caught_by_file_and_block(tree, capsys):
   assert _check(tree, capsys)[0] == 0
-  _edit(tree / "README.md", "**0.8839", "**0.8900")
+  metrics = json.loads((tree / "examples/imdb/results/strong/metrics.json").read_text())
+  shown = f"**{metrics['test']['accuracy']:.4f}"  # the strong preset's test accuracy
+  _edit(tree / "README.md", shown, "**0.9900")
   code, err = _check(tree, capsys)
   assert code == 1
   assert "README.md" in err and "'imdb-readme'" in err
