@@ -4,6 +4,8 @@
     pytest benchmarks/ --bench-grid full --benchmark-json=benchmarks/results/cpu.json
     pytest benchmarks/ --bench-grid full --bench-impl deeprnn_jax,flax --bench-cells lstm \\
         --bench-opts '{}' --bench-opts '{"unroll": 2}'  # compare option sets in one run
+    pytest benchmarks/ --bench-opts '{}' --bench-opts '{"devices": 2}'  # the batch split
+        # over 2 virtual CPU devices, one per core (benchmarks/NOTES.md v16)
 
 Every option has an environment variable (the option wins when both are given):
 
@@ -54,6 +56,20 @@ def pytest_addoption(parser):
   for name in grid.SIZES:
     group.addoption(f"--bench-{name}", default=None,
                     help=f"override the grid's {name} (env DEEPRNN_BENCH_{name.upper()})")
+
+
+def pytest_configure(config):
+  """Virtual CPU devices for option sets that split the batch (`{"devices": N}`): their
+  number is fixed when JAX's CPU backend starts, so it is set before any benchmark runs.
+  Other impls use the first device only, as without the option."""
+  texts = config.getoption("--bench-opts", default=None) or [os.environ.get("DEEPRNN_BENCH_OPTS")]
+  try:
+    sets = [s for text in texts for s in wl.parse_opts(text)]
+  except ValueError:
+    return  # the collection reports it
+  n = max([d for d in (s.get("devices", 1) for s in sets) if isinstance(d, int)], default=1)
+  if n > 1:
+    jax.config.update("jax_num_cpu_devices", n)
 
 
 def _points(config):

@@ -11,6 +11,7 @@ training step, blocks until it is done and returns the loss. The same code runs 
 JAX uses its default device, PyTorch takes CUDA (cuDNN RNNs) when it is available.
 """
 
+import contextlib
 import json
 import os
 import time
@@ -23,6 +24,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+from jax.sharding import NamedSharding, PartitionSpec as P
 
 import deeprnn_jax as drnn
 
@@ -143,33 +145,27 @@ def _dense_head(key, hidden):
           "b": jnp.zeros((1,), jnp.float32)}
 
 
-def _jax_workload(impl, train_step, params, tx, spec, seed=0):
-  """Compiles and runs `train_step(params, opt_state, batch, key)` with donated state."""
+def _jax_workload(impl, train_step, params, tx, spec, seed=0, mesh=None):
+  """Compiles and runs `train_step(params, opt_state, batch, key)` with donated state;
+  with `mesh` (1-D, axis "data"), the batch split over it and the state replicated."""
   params = jax.tree.map(jnp.array, params)  # private copies: their buffers get donated
-  state = {"params": params, "opt_state": tx.init(params), "compiled": None}
   batch = tuple(jnp.asarray(a) for a in make_batch(spec, seed))
+  if mesh is not None:
+    params = jax.device_put(params, NamedSharding(mesh, P()))
+    batch = jax.device_put(batch, NamedSharding(mesh, P("data")))
+  state = {"params": params, "opt_state": tx.init(params), "compiled": None}
   key = jax.random.key(0)
+  on_mesh = (lambda: jax.set_mesh(mesh)) if mesh is not None else contextlib.nullcontext
 
   def compile_():
-    jitted = jax.jit(train_step, donate_argnums=(0, 1))
-    t0 = time.perf_counter()
-    traced = jitted.trace(state["params"], state["opt_state"], batch, key)
-    t1 = time.perf_counter()
-    lowered = traced.lower()
-    t2 = time.perf_counter()
-    state["compiled"] = lowered.compile()
-    t3 = time.perf_counter()
-    return {"trace_s": t1 - t0, "lower_s": t2 - t1, "xla_compile_s": t3 - t2,
-            "compile_s": t3 - t0}
+    with on_mesh():
+      return _compile(train_step, state, batch, key)
 
   def step():
-    if state["compiled"] is None:
-      compile_()
-    params, opt_state, metrics = state["compiled"](state["params"], state["opt_state"],
-                                                   batch, key)
-    jax.block_until_ready((params, opt_state, metrics))
-    state["params"], state["opt_state"] = params, opt_state
-    return metrics["loss"]
+    with on_mesh():
+      if state["compiled"] is None:
+        _compile(train_step, state, batch, key)
+      return _run(state, batch, key)
 
   def memory():
     out = {}
@@ -183,8 +179,32 @@ def _jax_workload(impl, train_step, params, tx, spec, seed=0):
       out["device_peak_bytes"] = int(stats["peak_bytes_in_use"])
     return out
 
-  return Workload(impl=impl, param_count=drnn.count_params(params), device=jax_device_name(),
+  device = jax_device_name() + (f", batch split over {mesh.size} devices" if mesh else "")
+  return Workload(impl=impl, param_count=drnn.count_params(params), device=device,
                   compile=compile_, step=step, memory=memory)
+
+
+def _compile(train_step, state, batch, key):
+  """Traces, lowers and compiles the step into state["compiled"]; returns the times."""
+  jitted = jax.jit(train_step, donate_argnums=(0, 1))
+  t0 = time.perf_counter()
+  traced = jitted.trace(state["params"], state["opt_state"], batch, key)
+  t1 = time.perf_counter()
+  lowered = traced.lower()
+  t2 = time.perf_counter()
+  state["compiled"] = lowered.compile()
+  t3 = time.perf_counter()
+  return {"trace_s": t1 - t0, "lower_s": t2 - t1, "xla_compile_s": t3 - t2,
+          "compile_s": t3 - t0}
+
+
+def _run(state, batch, key):
+  """One step of the compiled program, waited for; returns the loss."""
+  params, opt_state, metrics = state["compiled"](state["params"], state["opt_state"],
+                                                 batch, key)
+  jax.block_until_ready((params, opt_state, metrics))
+  state["params"], state["opt_state"] = params, opt_state
+  return metrics["loss"]
 
 
 def make_deeprnn_model(cell: str, F: int, H: int, L: int, **opts) -> drnn.StackedRNN:
@@ -198,11 +218,14 @@ def deeprnn_workload(spec: Spec, opts: Optional[dict] = None, params=None,
 
   Args:
     spec: the grid point.
-    opts: keyword arguments for `stacked_rnn` (e.g. {"unroll": 2}); labelled in `impl`.
+    opts: keyword arguments for `stacked_rnn` (e.g. {"unroll": 2}), and "devices": N to
+      split the batch over N devices (data parallel); labelled in `impl`.
     params: {"rnn": stack params, "head": {"w": [H, 1], "b": [1]}}; None to initialise.
     seed: of the initial parameters and the batch.
   """
+  label = impl_label(dict(opts or {}))
   opts = dict(opts or {})
+  mesh = _data_mesh(opts.pop("devices", 1))
   model = make_deeprnn_model(spec.cell, spec.features, spec.hidden, spec.depth, **opts)
   if params is None:
     k_rnn, k_head = jax.random.split(jax.random.key(seed))
@@ -215,8 +238,18 @@ def deeprnn_workload(spec: Spec, opts: Optional[dict] = None, params=None,
     return drnn.sigmoid_binary_loss(logits[:, 0], labels)
 
   tx = drnn.optimizer(LEARNING_RATE, max_norm=MAX_NORM)
-  return _jax_workload(impl_label(opts), drnn.make_train_step(loss_fn, tx), params, tx, spec,
-                       seed)
+  return _jax_workload(label, drnn.make_train_step(loss_fn, tx), params, tx, spec, seed, mesh)
+
+
+def _data_mesh(devices: int):
+  """None for one device; else a 1-D mesh "data" over the first `devices` devices (on a
+  CPU, virtual devices: `benchmarks/conftest.py` makes as many as the option sets ask)."""
+  if devices == 1:
+    return None
+  if not isinstance(devices, int) or not 1 <= devices <= jax.device_count():
+    raise ValueError(f"bench opts: devices: expected an int from 1 to the "
+                     f"{jax.device_count()} devices at hand, got {devices!r}")
+  return jax.make_mesh((devices,), ("data",), devices=jax.devices()[:devices])
 
 
 class FlaxClassifier(nn.Module):
