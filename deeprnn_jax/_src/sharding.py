@@ -48,7 +48,10 @@ def per_device(loop):
   gradients in the backward loop's carry, so each step of it all-reduces them across
   devices (GRU 1 x 64, [128, 400, 64], on 2 CPU devices: 1.7x slower than on one).
   Under `jax.shard_map` each device runs the whole loop on its rows and the weight
-  gradients are summed once, after the loop. Same numbers (the sums' order aside).
+  gradients are summed once, after the loop. Same numbers, the sums' order aside; with a
+  bf16 compute dtype each device's partial weight gradient is rounded to bf16 before the
+  sum, which leaves it as far from the float32 gradient as one device's, not equal to it
+  (tests/test_sharding.py).
 
   Everything batch-shaped must come in as an argument, split as the rows: xs, the carry,
   lengths [B], resets [T, B], and any params leaf split over the same axes on its first

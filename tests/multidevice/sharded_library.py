@@ -52,6 +52,25 @@ def recurrent_dropout(put):
   return out
 
 
+def bf16_against_float32():
+  """bf16 compute (the cell rewritten, no fast rule), both directions, remat chunks, on 4
+  devices and on one, each against the float32 gradient: the devices' partial weight
+  gradients are rounded to bf16 before their sum, so the two bf16 results differ by bf16
+  rounding; what matters is that the sharded one is no further from float32."""
+  def model(dtype):
+    return drnn.stacked_rnn("gru", F, (6, 6), bidirectional=True, remat=True,
+                            compute_dtype=dtype)
+  params = model(None).init(jax.random.key(0))
+  exact = grad_of(model(None))(params, XS, LENGTHS, None)
+  one = grad_of(model(jnp.bfloat16))(params, XS, LENGTHS, None)
+  mesh = jax.make_mesh((4,), ("data",), axis_types=(AxisType.Explicit,))
+  with jax.set_mesh(mesh):
+    put = lambda a: jax.device_put(a, NamedSharding(mesh, P("data")))
+    four = grad_of(model(jnp.bfloat16))(params, put(XS), put(LENGTHS), None)
+  return {"one_vs_f32": compare(one, exact)["diff"],
+          "sharded_vs_f32": compare(four, exact)["diff"]}
+
+
 def loop_collectives(put):
   """All-reduces in the compiled gradient of a GRU and an LSTM stack, counted inside
   while-loop bodies and outside them (only on the mesh; one device has none)."""
@@ -250,6 +269,7 @@ def main():
   results["gru_fsdp"] = run("gru_fsdp", gru_fsdp, AxisType.Explicit, shard_params=fsdp_sharding)
   results["loop_collectives"] = {
       "mesh": loop_collectives_on_mesh(), "one_device": loop_collectives(lambda a: a)}
+  results["bf16"] = bf16_against_float32()
   results["lstm_forward_auto"] = run("lstm_forward_auto", lstm_forward, AxisType.Auto)
   for name, fn in (("pipeline_lstm", pipeline_lstm), ("pipeline_gru_all", pipeline_gru_all),
                    ("pipeline_errors", pipeline_errors)):
