@@ -5,6 +5,8 @@ from deeprnn_jax._src.base import Cell
 from deeprnn_jax._src.base import LSTMState
 from deeprnn_jax._src.cells import gru
 from deeprnn_jax._src.cudnn import cudnn_time_loop
+from deeprnn_jax._src.dropout import elementwise as dropout
+from deeprnn_jax._src.dropout import keep_mask
 from deeprnn_jax._src.cells import lstm
 from deeprnn_jax._src.cells import rnn
 from deeprnn_jax._src.interop import from_torch
@@ -36,9 +38,11 @@ __all__ = (
     "TimeLoop",
     "count_params",
     "cudnn_time_loop",
+    "dropout",
     "from_keras",
     "from_torch",
     "gru",
+    "keep_mask",
     "layer_params",
     "loop_layer",
     "lstm",

@@ -17,6 +17,24 @@ def assert_trees_close(a, b, rtol=1e-5, atol=1e-5):
                                rtol=rtol, atol=atol)
 
 
+def documented_keep(key, rate, shape):
+  """The keep-mask `drnn.keep_mask` documents, re-derived in NumPy from the key's uint32
+  words: in each row, word j's low 16 bits decide element 2j and its high 16 bits element
+  2j + 1, kept iff >= round(rate * 2**16). Bit arithmetic, not a bitcast, so that the
+  documented order is what is checked."""
+  shape = tuple(shape)
+  dims = shape or (1,)
+  words = np.asarray(jax.random.bits(key, dims[:-1] + (-(-dims[-1] // 2),), np.uint32))
+  halves = np.stack([words & 0xFFFF, words >> 16], axis=-1)  # [..., words, 2]
+  u = halves.reshape(dims[:-1] + (-1,))[..., :dims[-1]].reshape(shape)
+  return u >= round(rate * 2**16)
+
+
+def documented_rate(rate):
+  """The dropout rate `drnn.keep_mask` applies: `rate` rounded to 1/65536."""
+  return round(rate * 2**16) / 2**16
+
+
 def randomize(params, key, scale=0.5):
   """Random values in every leaf (biases included), so that no leaf is left untested."""
   leaves, tree = jax.tree.flatten(params)

@@ -39,7 +39,7 @@ REF = "tests/test_reference.py"
 PROPS = "tests/test_properties.py"
 MUTANTS = (
     Mutant("dropout-scale", "inverted dropout without its 1/(1-rate) scale",
-           "deeprnn_jax/_src/dropout.py", "jnp.where(keep, x / (1.0 - rate), 0)",
+           "deeprnn_jax/_src/dropout.py", "jnp.where(keep, x * scale, 0)",
            "jnp.where(keep, x, 0)", (REF,)),
     Mutant("bf16-in-f32", "bf16 matmuls silently run in float32",
            "deeprnn_jax/_src/precision.py",

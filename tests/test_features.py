@@ -9,7 +9,7 @@ import pytest
 
 import deeprnn_jax as drnn
 import np_random
-from helpers import assert_trees_close
+from helpers import assert_trees_close, documented_keep, documented_rate
 
 
 def make(kind, F, widths, seed=0, **kw):
@@ -140,7 +140,7 @@ def numpy_layer(kind, p, xs, mask):
 
 def documented_mask(key, rate, shape):
   """The masks stacked_rnn documents: 0 with probability `rate`, else 1 / (1 - rate)."""
-  return np.asarray(jax.random.bernoulli(key, 1.0 - rate, shape), np.float64) / (1.0 - rate)
+  return documented_keep(key, rate, shape).astype(np.float64) / (1.0 - documented_rate(rate))
 
 
 @pytest.mark.parametrize("kind", ["lstm", "gru"])

@@ -14,8 +14,9 @@ states, every output selection) this checks:
     training-mode dropout.
 
 The dropout keep-masks are re-derived here from the key schedule documented in
-`stacked_rnn` (the only JAX on the reference side: `jax.random` split, fold_in,
-bernoulli); the reference applies the 1 / (1 - rate) scale itself.
+`stacked_rnn` and `drnn.keep_mask` (the only JAX on the reference side: `jax.random`
+split, fold_in, bits; `helpers.documented_keep`); the reference applies the 1 / (1 - q)
+scale itself, q being the rate rounded to 1/65536.
 
 Cost: jit compilation. Shapes are tiny, each grid point builds one model (cached across
 the tests), and programs compile with XLA's backend optimisations off (same numbers to
@@ -31,6 +32,7 @@ import pytest
 
 import deeprnn_jax as drnn
 import np_random
+from helpers import documented_keep, documented_rate
 from np_reference import Dropout, numpy_apply, numpy_stack, numpy_step
 
 FAST_COMPILE = {"xla_backend_optimization_level": 0, "xla_llvm_disable_expensive_passes": True}
@@ -154,12 +156,13 @@ def keep_masks(case, key):
   for l in range(L):
     if l > 0 and kw["dropout"] > 0:
       shape = (BATCH, widths[l]) if kw["variational"] else (TIME, BATCH, widths[l])
-      keep[l] = np.asarray(jax.random.bernoulli(keys[l], 1.0 - kw["dropout"], shape))
+      keep[l] = documented_keep(keys[l], kw["dropout"], shape)
     if kw["recurrent_dropout"] > 0:
-      recurrent[l] = [np.asarray(jax.random.bernoulli(
-          jax.random.fold_in(keys[l], 1 + d), 1.0 - kw["recurrent_dropout"],
-          (BATCH, outs[l]))) for d in range(D)]
-  return Dropout(kw["dropout"], keep, kw["recurrent_dropout"], recurrent)
+      recurrent[l] = [documented_keep(jax.random.fold_in(keys[l], 1 + d),
+                                      kw["recurrent_dropout"], (BATCH, outs[l]))
+                      for d in range(D)]
+  return Dropout(documented_rate(kw["dropout"]), keep,
+                 documented_rate(kw["recurrent_dropout"]), recurrent)
 
 
 @functools.cache

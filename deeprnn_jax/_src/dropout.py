@@ -17,22 +17,62 @@ from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
+from jax import lax
 
 from deeprnn_jax._src.base import Cell
 from deeprnn_jax._src import sharding
 from deeprnn_jax._src.layers import Layer, with_cell_transform
 
 
+LEVELS = 1 << 16  # a mask element compares one 16-bit half of a 32-bit random word
+
+
+def keep_mask(key, rate: float, shape, like=None):
+  """Where inverted dropout of `rate` keeps its input: (keep bool [shape], scale).
+
+  Element i is kept iff u_i >= k, k = round(rate * 2**16), so with probability 1 - q,
+  q = k / 2**16 (the rate to 1/65536), and kept elements are scaled by 1 / (1 - q), which
+  keeps the expectation exactly. The u_i are 16-bit halves of uint32 words from
+  `jax.random.bits(key, shape[:-1] + (ceil(shape[-1] / 2),))`: word j of a row gives
+  elements 2j (its low half) and 2j + 1 (its high half), as a little-endian bitcast
+  splits it. That is half the random words `jax.random.bernoulli` draws, and no float
+  conversion: 3.7x faster on one CPU core for the IMDB trainer's [128, 400, 64] word
+  vectors (benchmarks/NOTES.md v17).
+  With `like` (an array split over Explicit mesh axes), the words are drawn split as its
+  leading axes are, each device drawing its own part (the same values as unsplit).
+  """
+  k = round(float(rate) * LEVELS)
+  if not 0 <= k < LEVELS:
+    raise ValueError(f"rate: expected a dropout rate in [0, 1), got {rate!r}")
+  dims = tuple(shape) or (1,)
+  words = jax.random.bits(key, dims[:-1] + (-(-dims[-1] // 2),), jnp.uint32,
+                          out_sharding=_leading_split(like, len(dims)))
+  halves = lax.bitcast_convert_type(words, jnp.uint16)  # [..., ceil(F / 2), 2]
+  u = halves.reshape(dims[:-1] + (-1,))[..., :dims[-1]].reshape(tuple(shape))  # [..., F]
+  return u >= k, LEVELS / (LEVELS - k)
+
+
+def _leading_split(like, ndim):
+  """A spec splitting a draw [..., words] as `like`'s leading axes are, or None."""
+  spec = None if like is None else getattr(jax.typeof(like).sharding, "spec", None)
+  if spec is None or not any(tuple(spec)[:ndim - 1]):
+    return None
+  lead = (tuple(spec) + (None,) * ndim)[:ndim - 1]
+  return jax.sharding.PartitionSpec(*lead, None)
+
+
 def elementwise(x, key, rate):
-  """Inverted dropout with a fresh mask for every element of x (every time step too)."""
-  keep = jax.random.bernoulli(key, 1.0 - rate, x.shape)
-  return jnp.where(keep, x / (1.0 - rate), 0).astype(x.dtype)
+  """Inverted dropout with a fresh mask for every element of x (every time step too);
+  the mask is `keep_mask(key, rate, x.shape, like=x)`."""
+  keep, scale = keep_mask(key, rate, x.shape, like=x)
+  return jnp.where(keep, x * scale, 0).astype(x.dtype)
 
 
 def sequence_mask(key, rate, batch, width, dtype):
-  """One inverted-dropout mask per sequence, [batch, width]: 0 or 1 / (1 - rate)."""
-  keep = jax.random.bernoulli(key, 1.0 - rate, (batch, width))
-  return jnp.where(keep, 1.0 / (1.0 - rate), 0.0).astype(dtype)
+  """One inverted-dropout mask per sequence, [batch, width]: 0 or 1 / (1 - q)
+  (`keep_mask`'s draw and q)."""
+  keep, scale = keep_mask(key, rate, (batch, width))
+  return jnp.where(keep, scale, 0.0).astype(dtype)
 
 
 class MaskedParams(NamedTuple):

@@ -204,7 +204,8 @@ def stacked_rnn(cell, input_size: int, hidden_sizes, *, nonlinearity: Optional[s
 
   Dropout masks come from `key`: layer l uses `jax.random.split(key, L)[l]` for its input
   dropout and `fold_in` of it with 1 (forward) or 2 (backward) for its recurrent mask, so
-  the same key gives the same masks.
+  the same key gives the same masks; each mask is `drnn.keep_mask`'s draw (the rate
+  rounded to 1/65536).
 
   Example:
     >>> model = stacked_rnn("lstm", input_size=32, hidden_sizes=(64, 64))

@@ -40,11 +40,6 @@ def _rows_like(tokens):
   return None if spec is None or not any(spec) else jax.sharding.PartitionSpec(*spec, None)
 
 
-def _dropout(x, key, rate):
-  keep = jax.random.bernoulli(key, 1.0 - rate, x.shape)
-  return jnp.where(keep, x / (1.0 - rate), 0).astype(x.dtype)
-
-
 def _last_hidden(state):
   top = state[-1]
   return top.h if isinstance(top, drnn.LSTMState) else top  # [B, H]
@@ -116,7 +111,7 @@ def classifier(vocab_size: int, embed_size: int, cell: str, hidden_sizes, *,
     # rows split as the tokens are: on a mesh with Explicit axes a gather must be told
     xs = params["embed"].at[tokens].get(out_sharding=_rows_like(tokens))  # [B, T, E]
     if drop:
-      xs = _dropout(xs, k_embed, dropout)
+      xs = drnn.dropout(xs, k_embed, dropout)
     if causal:
       # reviews are right-padded and every layer runs forward in time, so the outputs at
       # a review's valid steps never depend on its padding: the stack runs unmasked (the
@@ -132,7 +127,7 @@ def classifier(vocab_size: int, embed_size: int, cell: str, hidden_sizes, *,
       else:  # the residual sums are in ys, not in the top carry (without them: equal)
         h = _last_output(ys, lengths) if residual else _last_hidden(state)
     if drop:
-      h = _dropout(h, k_out, dropout)
+      h = drnn.dropout(h, k_out, dropout)
     return (h @ params["dense"]["w"] + params["dense"]["b"])[:, 0]  # [B]
 
   def loss(params, batch, *, key=None, train=False):

@@ -44,11 +44,6 @@ class LanguageModel(NamedTuple):
   rnn: drnn.StackedRNN
 
 
-def _dropout(x, key, rate):
-  keep = jax.random.bernoulli(key, 1.0 - rate, x.shape)
-  return jnp.where(keep, x / (1.0 - rate), 0).astype(x.dtype)
-
-
 def uniform(scale):
   """An initialiser (key, shape, dtype) drawing from U(-scale, scale)."""
   return lambda key, shape, dtype=jnp.float32: jax.random.uniform(key, shape, dtype,
@@ -99,10 +94,10 @@ def language_model(vocab_size: int, embed_size: int, hidden_sizes, *, dropout: f
     k_embed, k_rnn, k_out = jax.random.split(key, 3) if drop else (None, None, None)
     xs = params["embed"][tokens]  # [B, T, E]
     if drop:
-      xs = _dropout(xs, k_embed, dropout)
+      xs = drnn.dropout(xs, k_embed, dropout)
     ys, state = rnn.apply(params["rnn"], xs, lengths, state, train=train, key=k_rnn)
     if drop:
-      ys = _dropout(ys, k_out, dropout)
+      ys = drnn.dropout(ys, k_out, dropout)
     return head(params, ys), state  # [B, T, V]
 
   def nll(params, state, inputs, targets, lengths, *, train=False, key=None):

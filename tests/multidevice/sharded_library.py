@@ -52,6 +52,24 @@ def recurrent_dropout(put):
   return out
 
 
+def dropout(put):
+  """`drnn.dropout` on rows split over the mesh draws the same mask as on one device
+  (an even and an odd feature width)."""
+  return [jax.jit(drnn.dropout, static_argnums=2)(put(XS[..., :f]), jax.random.key(9), 0.4)
+          for f in (F, F - 1)]
+
+
+def dropout_draw_sizes():
+  """The random words each device draws for `drnn.dropout` on [8, 9, 6] split 4 ways:
+  whether the compiled program holds [2, 9, 3] (its own rows) and [8, 9, 3] (all)."""
+  mesh = jax.make_mesh((4,), ("data",), axis_types=(AxisType.Explicit,))
+  with jax.set_mesh(mesh):
+    xs = jax.device_put(XS, NamedSharding(mesh, P("data")))
+    hlo = jax.jit(drnn.dropout, static_argnums=2).lower(xs, jax.random.key(9), 0.4)
+    text = hlo.compile().as_text()
+  return {"own_rows": "u32[2,9,3]" in text, "all_rows": "u32[8,9,3]" in text}
+
+
 def bf16_against_float32():
   """bf16 compute (the cell rewritten, no fast rule), both directions, remat chunks, on 4
   devices and on one, each against the float32 gradient: the devices' partial weight
@@ -223,7 +241,8 @@ def pipeline_errors():
 CASES = {"lstm_dropout": lstm_dropout, "gru_wavefront_resets": gru_wavefront_resets,
          "lstm_bidirectional_last": lstm_bidirectional_last,
          "lstm_step": lstm_step, "tbptt": tbptt, "gradient_norms": gradient_norms,
-         "train_step": train_step, "recurrent_dropout": recurrent_dropout}
+         "train_step": train_step, "recurrent_dropout": recurrent_dropout,
+         "dropout": dropout}
 
 
 def fsdp_sharding(mesh):
@@ -270,6 +289,7 @@ def main():
   results["loop_collectives"] = {
       "mesh": loop_collectives_on_mesh(), "one_device": loop_collectives(lambda a: a)}
   results["bf16"] = bf16_against_float32()
+  results["dropout_draw_sizes"] = dropout_draw_sizes()
   results["lstm_forward_auto"] = run("lstm_forward_auto", lstm_forward, AxisType.Auto)
   for name, fn in (("pipeline_lstm", pipeline_lstm), ("pipeline_gru_all", pipeline_gru_all),
                    ("pipeline_errors", pipeline_errors)):
