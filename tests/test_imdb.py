@@ -152,6 +152,28 @@ def test_data_cache_gives_back_what_was_encoded(data_dir, tmp_path, capsys):
       os.path.join("deeprnn_jax", "imdb"))
 
 
+def test_reading_in_the_background_fills_the_cache_load_reads(data_dir, tmp_path):
+  """The trainer reads IMDB in another process while it compiles: the entry that process
+  writes gives `load` the reviews a direct read gives; with the entry present there is
+  nothing to start. `num_reviews` (for the learning-rate schedule) counts them unread."""
+  settings = dict(vocab_size=400, maxlen=50, limit_train=150, limit_test=40)
+  reader = input_pipeline.read_in_background(data_dir, str(tmp_path), **settings)
+  assert reader is not None and reader.wait(timeout=300) == 0
+  assert len(list(tmp_path.glob("*.npz"))) == 1
+  assert input_pipeline.read_in_background(data_dir, str(tmp_path), **settings) is None
+  assert input_pipeline.read_in_background(data_dir, None, **settings) is None
+  args = dict(val_split=0.2, seed=3, **settings)
+  cached = input_pipeline.load(data_dir, **args, cache_dir=str(tmp_path))
+  direct = input_pipeline.load(data_dir, **args)
+  for split in ("train", "val", "test"):
+    for a, b in zip(getattr(cached, split), getattr(direct, split)):
+      np.testing.assert_array_equal(a, b)
+  assert cached.vocab == direct.vocab
+  assert input_pipeline.num_reviews(data_dir, "train") == 25000
+  assert input_pipeline.num_reviews(data_dir, "train", 150) == 150
+  assert input_pipeline.split_sizes(150, 0.2) == (len(direct.train.labels), len(direct.val.labels))
+
+
 def test_bucketed_batches_cut_only_padding_and_stay_a_function_of_seed_and_epoch(reviews):
   tokens = input_pipeline.tokenize(reviews[0])
   ids, lengths = input_pipeline.encode(tokens, input_pipeline.build_vocab(tokens, 500), 200)

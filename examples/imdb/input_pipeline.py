@@ -18,8 +18,10 @@ import collections
 import glob
 import importlib.util
 import itertools
+import json
 import os
 import re
+import subprocess
 import sys
 import urllib.error
 import urllib.request
@@ -208,12 +210,18 @@ def encode(token_lists: Sequence[Sequence[str]], vocab: Dict[str, int], maxlen: 
   return tokens, lengths
 
 
-def split_indices(n: int, val_split: float, seed: int):
-  """A seeded random hold-out: (train indices, val indices), val of size round(n * val_split)."""
-  order = np.random.default_rng([seed, 0]).permutation(n)
+def split_sizes(n: int, val_split: float):
+  """(train, val) sizes of the hold-out of `split_indices`: val is round(n * val_split)."""
   n_val = int(round(n * val_split))
   if not 0 < n_val < n:
     raise ValueError(f"val_split: {val_split} of {n} reviews leaves an empty split")
+  return n - n_val, n_val
+
+
+def split_indices(n: int, val_split: float, seed: int):
+  """A seeded random hold-out: (train indices, val indices), sized by `split_sizes`."""
+  n_val = split_sizes(n, val_split)[1]
+  order = np.random.default_rng([seed, 0]).permutation(n)
   return np.sort(order[n_val:]), np.sort(order[:n_val])
 
 
@@ -292,24 +300,65 @@ def _read_and_encode(data_dir, vocab_size, maxlen, limit_train, limit_test):
   return full, test, vocab
 
 
+def _encoded(data_dir, cache_dir, **settings):
+  """(all training reviews, test reviews, vocabulary): from the cache entry for
+  `settings` when there is one, else read, encoded and written there."""
+  import data_cache
+  found = name = None
+  if cache_dir:
+    check_data_dir(data_dir)
+    name = data_cache.key(_in_versions(data_dir, "*"), **settings)
+    found = data_cache.load(cache_dir, name, settings["maxlen"], Reviews)
+  if found is None:
+    found = _read_and_encode(data_dir, **settings)
+    if cache_dir:
+      data_cache.save(cache_dir, name, *found)
+  return found
+
+
 def load(data_dir: str, vocab_size: int, maxlen: int, val_split: float, seed: int,
          limit_train: int = 0, limit_test: int = 0, cache_dir: Optional[str] = None) -> Data:
   """Reads, tokenises and encodes IMDB; the vocabulary comes from the whole train split
   (or its first `limit_train` reviews), as in Keras' imdb dataset. With `cache_dir`, the
   encoded reviews are read from there when an entry for these settings exists, and
   written there when not (`data_cache.py`)."""
-  import data_cache
-  settings = dict(vocab_size=vocab_size, maxlen=maxlen, limit_train=limit_train,
-                  limit_test=limit_test)
-  found = name = None
-  if cache_dir:
-    check_data_dir(data_dir)
-    name = data_cache.key(_in_versions(data_dir, "*"), **settings)
-    found = data_cache.load(cache_dir, name, maxlen, Reviews)
-  if found is None:
-    found = _read_and_encode(data_dir, **settings)
-    if cache_dir:
-      data_cache.save(cache_dir, name, *found)
-  full, test, vocab = found
+  full, test, vocab = _encoded(data_dir, cache_dir, vocab_size=vocab_size, maxlen=maxlen,
+                               limit_train=limit_train, limit_test=limit_test)
   train_idx, val_idx = split_indices(len(full.labels), val_split, seed)
   return Data(full.take(train_idx), full.take(val_idx), test, vocab)
+
+
+def read_in_background(data_dir: str, cache_dir: Optional[str], **settings):
+  """Starts reading and encoding IMDB into the cache entry for `settings` (`load`'s
+  vocab_size, maxlen, limit_train, limit_test) in a process of its own, so that the
+  caller can compile meanwhile: each takes one core. Returns the process (wait for it,
+  then `load` finds the entry; if it failed, `load` reads itself and raises its errors),
+  or None when there is no cache or the entry exists. A process, not a thread: a thread
+  compiling beside the reading slowed the later training steps by 10-40% (NOTES v16)."""
+  import data_cache
+  if not cache_dir:
+    return None
+  check_data_dir(data_dir)
+  name = data_cache.key(_in_versions(data_dir, "*"), **settings)
+  if os.path.exists(os.path.join(cache_dir, name + ".npz")):
+    return None
+  job = json.dumps({"data_dir": data_dir, "cache_dir": cache_dir, **settings})
+  return subprocess.Popen([sys.executable, os.path.abspath(__file__), job],
+                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def num_reviews(data_dir: str, split: str, limit: int = 0) -> int:
+  """How many reviews `load_split` reads, without reading them: the split's size in the
+  prepared files' dataset_info.json (tfds' record of it), at most `limit` if > 0."""
+  try:
+    with open(max(_in_versions(data_dir, "dataset_info.json"))) as f:
+      info = json.load(f)
+    n = sum(int(k) for s in info["splits"] if s["name"] == split for k in s["shardLengths"])
+  except (OSError, ValueError, KeyError, TypeError) as e:
+    raise DataError(f"cannot read the size of the {split} split from dataset_info.json "
+                    f"({type(e).__name__}: {e}). {_how_to_fix(data_dir)}") from None
+  return min(limit, n) if limit else n
+
+
+if __name__ == "__main__":  # the process `read_in_background` starts
+  _encoded(**json.loads(sys.argv[1]))

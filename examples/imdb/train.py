@@ -428,27 +428,53 @@ def main(argv=None):
   input_pipeline.check_data_dir(data_dir)  # fail fast, before the slow reads
   # taken at the start: the code and command that this process trains with
   origin = provenance.collect(sys.argv[1:] if argv is None else argv)
-  t_load = time.perf_counter()
-  data = input_pipeline.load(data_dir, cfg["vocab"], cfg["maxlen"], cfg["val_split"],
-                             cfg["seed"], cfg["limit_train"], cfg["limit_test"],
-                             data_cache.resolve(cfg["data_cache"]))
-  print(f"IMDB from {data_dir}: {len(data.train.labels)} train, {len(data.val.labels)} "
-        f"validation, {len(data.test.labels)} test reviews, vocabulary {cfg['vocab']} ids "
-        f"({time.perf_counter() - t_load:.1f}s)")
-
+  n_train, load_data = start_reading(cfg, data_dir)
   net = model.classifier(cfg["vocab"], cfg["embed"], cfg["cell"], cfg["hidden"],
                          dropout=cfg["dropout"], pooling=cfg["pooling"],
                          residual=cfg["residual"])
-  tx = drnn.optimizer(learning_rate(cfg, len(data.train.labels)), max_norm=cfg["clip"] or None)
+  tx = drnn.optimizer(learning_rate(cfg, n_train), max_norm=cfg["clip"] or None)
   place = parallel.placement(cfg)
   with (compile_cache.enabled(cfg["compile_cache"]) as cache,
         contextlib.nullcontext() if place.mesh is None else jax.set_mesh(place.mesh)):
-    train(cfg, resuming, data, net, tx, origin, place, cache)
+    train(cfg, resuming, load_data, net, tx, origin, place, cache)
   return 0
 
 
-def train(cfg, resuming, data, net, tx, origin, place, cache=None):
-  """Builds or restores the run, compiles, trains, tests and exports."""
+def start_reading(cfg, data_dir):
+  """Starts reading IMDB beside the compilation (in a process of its own, when the data
+  cache is on and holds no entry yet: `input_pipeline.read_in_background`). Returns the
+  number of training reviews (the learning-rate schedule needs it before the data) and
+  a function that waits for the reviews and returns them."""
+  cache_dir = data_cache.resolve(cfg["data_cache"])
+  settings = {"vocab_size": cfg["vocab"], "maxlen": cfg["maxlen"],
+              "limit_train": cfg["limit_train"], "limit_test": cfg["limit_test"]}
+  reader = input_pipeline.read_in_background(data_dir, cache_dir, **settings)
+  if reader is not None:
+    print("reading IMDB in a process of its own while this one compiles")
+  n = input_pipeline.num_reviews(data_dir, "train", cfg["limit_train"])
+  n_train = input_pipeline.split_sizes(n, cfg["val_split"])[0]
+
+  def load_data():
+    t_load = time.perf_counter()
+    if reader is not None:
+      reader.wait()
+    data = input_pipeline.load(data_dir, val_split=cfg["val_split"], seed=cfg["seed"],
+                               cache_dir=cache_dir, **settings)
+    print(f"IMDB from {data_dir}: {len(data.train.labels)} train, {len(data.val.labels)} "
+          f"validation, {len(data.test.labels)} test reviews, vocabulary {cfg['vocab']} "
+          f"ids ({time.perf_counter() - t_load:.1f}s)")
+    held = len(data.train.labels) + len(data.val.labels)
+    if held != n:  # the schedule was built for n
+      raise input_pipeline.DataError(f"the train split's dataset_info.json counts {n} "
+                                     f"reviews, its files held {held}")
+    return data
+
+  return n_train, load_data
+
+
+def train(cfg, resuming, load_data, net, tx, origin, place, cache=None):
+  """Builds or restores the run, compiles, reads the data (`start_reading`'s function),
+  trains, tests and exports."""
   counted = dict(compile_cache.counts)
   grad_metrics = grad_norms_fn(net) if cfg["log_grad_norms"] else None
   if resuming:
@@ -461,6 +487,7 @@ def train(cfg, resuming, data, net, tx, origin, place, cache=None):
         f"parameters; {device_name(place)}; compiled in "
         f"{time.perf_counter() - t_compile:.1f}s ({compile_cache.summary(cache, counted)}); "
         f"from epoch {run['epoch'] + 1}, global step {run['global_step']}")
+  data = load_data()
   fit(run, cfg, data, train_step, eval_step, origin, place)
   write_outputs(cfg, run, test_metrics(run, cfg, data, eval_step, place), origin)
   if cfg["export"] and place.is_main:
