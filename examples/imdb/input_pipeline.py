@@ -355,8 +355,9 @@ def num_reviews(data_dir: str, split: str, limit: int = 0) -> int:
       info = json.load(f)
     n = sum(int(k) for s in info["splits"] if s["name"] == split for k in s["shardLengths"])
   except (OSError, ValueError, KeyError, TypeError) as e:
-    raise DataError(f"cannot read the size of the {split} split from dataset_info.json "
-                    f"({type(e).__name__}: {e}). {_how_to_fix(data_dir)}") from None
+    raise DataError(f"could not read the {split} split of {NAME} (its size in "
+                    f"dataset_info.json: {type(e).__name__}: {e}). "
+                    f"{_how_to_fix(data_dir)}") from None
   return min(limit, n) if limit else n
 
 
