@@ -69,6 +69,17 @@ def test_no_clipping_is_plain_adam(adam_promotion):
   assert_trees_close(u1, u2, rtol=0, atol=0)
 
 
+def test_no_clipping_never_looks_at_the_global_norm():
+  # a clip at an infinite bound would compute the norm, which overflows float32 here
+  # (sqrt(2e76)), and rescale by max_norm / norm = inf / inf: NaN updates
+  params = {"w": jnp.zeros((2,), jnp.float32)}
+  grads = {"w": jnp.full((2,), 1e38, jnp.float32)}
+  assert not np.isfinite(optax.global_norm(grads))
+  tx = drnn.optimizer(1e-2, max_norm=None, base=optax.sgd)
+  updates, _ = jax.jit(tx.update)(grads, tx.init(params), params)
+  np.testing.assert_array_equal(updates["w"], np.full((2,), -1e36, np.float32))
+
+
 def test_learning_rate_schedule_follows_the_step_count():
   params, loss_fn, batch = _problem()
   _, grads = _grads(loss_fn, params, batch)
