@@ -135,6 +135,25 @@ def test_fast_gradient_choice_rows_equal_their_committed_measurements():
   assert checked, "no committed measurement backs the table"
 
 
+def test_hoist_choice_rows_equal_their_committed_measurements():
+  """hoist_choice.py's rows are what `benchmarks/hoist.py` measured and wrote."""
+  import json
+  import pathlib
+  from deeprnn_jax._src import hoist_choice
+  root = pathlib.Path(__file__).resolve().parents[1]
+  sys.path.insert(0, str(root / "benchmarks"))
+  import hoist
+  checked = 0
+  for backend, rows in hoist_choice.MEASURED.items():
+    for where, path, speedups in rows:
+      data = json.loads((root / path).read_text())
+      assert data["backend"] == backend
+      assert hoist.table(data["rows"]) == speedups, (where, hoist.table(data["rows"]))
+      assert data["provenance"]["cpu"] in where, (where, data["provenance"]["cpu"])
+      checked += 1
+  assert checked, "no committed measurement backs the table"
+
+
 def test_fast_gradient_choice_reads_the_nearest_measured_width(monkeypatch):
   from deeprnn_jax._src import fast_grad_choice as choice
   monkeypatch.setitem(choice.MEASURED, "test", [

@@ -29,15 +29,29 @@ MEASURED = {
 }
 
 
+def nearest_speedup(measured, kind: str, backend: str, where) -> float:
+  """The geometric mean of `kind`'s speed-ups in `measured` (a table shaped like
+  `MEASURED`) on `backend` at the measured point nearest `where` (0 if never measured).
+
+  A point is a width (this file's tables) or a tuple of sizes (`hoist_choice.py`'s
+  (H, F)); nearness is by ratio, summed over the sizes: |log(a / b)| + ...
+  """
+  as_tuple = lambda p: p if isinstance(p, tuple) else (p,)
+  found = [(as_tuple(p), s) for _, _, row in measured.get(backend, ())
+           for p, s in row.get(kind, {}).items()]
+  if not found:
+    return 0.0
+  where = as_tuple(where)
+  distance = lambda p: sum(abs(math.log(a / b)) for a, b in zip(p, where))
+  nearest = min({p for p, _ in found}, key=lambda p: (distance(p), p))
+  values = [s for p, s in found if p == nearest]
+  return math.exp(sum(math.log(v) for v in values) / len(values))
+
+
 def speedup(kind: str, backend: str, width: int = 256) -> float:
   """The geometric mean of `kind`'s speed-ups measured on `backend` at the measured width
   nearest `width` (0 if never measured)."""
-  found = [(w, s) for _, _, row in MEASURED.get(backend, ()) for w, s in row.get(kind, {}).items()]
-  if not found:
-    return 0.0
-  nearest = min({w for w, _ in found}, key=lambda w: (abs(math.log(w / width)), w))
-  values = [s for w, s in found if w == nearest]
-  return math.exp(sum(math.log(v) for v in values) / len(values))
+  return nearest_speedup(MEASURED, kind, backend, width)
 
 
 def prefers_fast(kind: str, backend=None, width: int = 256) -> bool:

@@ -11,19 +11,21 @@ from jax import lax
 
 from deeprnn_jax._src import fast_grad_choice
 from deeprnn_jax._src import fast_scan
+from deeprnn_jax._src import hoist_choice
 from deeprnn_jax._src.base import Cell
 from deeprnn_jax._src.masking import mask_step as _mask_step
 
 
 def scan_layer(cell: Cell, params, xs, carry, lengths=None, *, reverse=False, unroll=1,
-               fast_grad=None, resets=None):
-  """Runs `cell` over time with `lax.scan`, projecting each step's input inside the loop.
+               fast_grad=None, hoist=None, resets=None):
+  """Runs `cell` over time with `lax.scan`.
 
-  The input projection `x_t @ w_ih + b` runs inside the loop, one [B, F] x [F, G*H]
-  matmul per step, as in the fast path (`fast_scan._forward`): on the CPU that beat one
-  hoisted [T*B, F] matmul, whose fresh [T, B, G*H] buffer costs more in memory traffic
-  and page faults than the small matmuls lose (GRU training step 1.16-1.41x,
-  benchmarks/NOTES.md v9).
+  Each step's input projection `x_t @ w_ih + b` (`cell.project`) runs either inside the
+  loop, one [B, F] x [F, G*H] matmul per step, or hoisted before it, one [T*B, F] matmul
+  for all steps (then the loop runs `cell.recur`). On the CPU the loop's small matmuls
+  beat the hoisted one at H >= ~32, whose fresh [T, B, G*H] buffer costs more in memory
+  traffic and page faults (GRU training step 1.16-1.41x, benchmarks/NOTES.md v9), and
+  lose to it at small H, where the loop's per-step op count decides (`hoist_choice.py`).
 
   Args:
     cell: the layer's Cell.
@@ -35,12 +37,15 @@ def scan_layer(cell: Cell, params, xs, carry, lengths=None, *, reverse=False, un
     unroll: passed to `lax.scan`.
     fast_grad: True: for a cell that declares a fast rule (the plain RNN, LSTM and GRU),
       differentiate through its custom JVP, which keeps the weight gradients out of the
-      backward loop (`fast_scan.py`; same numbers). None (default): only where the rule
-      measured faster on this backend at about this width (`fast_grad_choice.py`).
-      False, and cells without a rule (or one a wrapper dropped): autodiff of the plain
-      scan.
+      backward loop (`fast_scan.py`; same numbers; it projects inside its loop, so it
+      takes precedence over `hoist`). None (default): only where the rule measured
+      faster on this backend at about this width (`fast_grad_choice.py`). False, and
+      cells without a rule (or one a wrapper dropped): autodiff of the plain scan.
+    hoist: True: project all steps before the loop; False: inside it; None (default):
+      hoisted where that measured faster on this backend at about this width
+      (`hoist_choice.py`). Same numbers up to the matmuls' summation order.
     resets: optional bool [T, B]: before step t, rows where resets[t] holds restart from
-      `carry` (segment resets; autodiff of the plain scan).
+      `carry` (segment resets; autodiff of the plain scan, projecting in the loop).
 
   Returns:
     (final carry, ys [T, B, H]).
@@ -52,13 +57,18 @@ def scan_layer(cell: Cell, params, xs, carry, lengths=None, *, reverse=False, un
   if wanted and fast_scan.applies(cell.fast_rule, params, carry, xs[0]):
     return fast_scan.recurrence(cell.fast_rule, params, carry, xs, lengths, reverse=reverse,
                                 unroll=unroll)
+  if hoist or (hoist is None and hoist_choice.prefers_hoisted(
+      cell.kind, width=cell.hidden_size, input_size=xs.shape[-1])):
+    xs, advance = cell.project(params, xs), cell.recur  # [T, B, G*H]
+  else:
+    advance = cell.step
   if lengths is None:
-    body = lambda c, x_t: cell.step(params, c, x_t)
+    body = lambda c, x_t: advance(params, c, x_t)
     return lax.scan(body, carry, xs, reverse=reverse, unroll=unroll)
 
   def masked_body(c, inp):
     x_t, t = inp
-    new_c, y = cell.step(params, c, x_t)
+    new_c, y = advance(params, c, x_t)
     return _mask_step(t < lengths, new_c, c, y)
 
   steps = jnp.arange(xs.shape[0], dtype=lengths.dtype)
