@@ -4,6 +4,7 @@ from deeprnn_jax import diagnostics
 from deeprnn_jax._src.base import Cell
 from deeprnn_jax._src.base import LSTMState
 from deeprnn_jax._src.cells import gru
+from deeprnn_jax._src.checked import checked
 from deeprnn_jax._src.cudnn import cudnn_time_loop
 from deeprnn_jax._src.dropout import elementwise as dropout
 from deeprnn_jax._src.dropout import keep_mask
@@ -36,6 +37,7 @@ __all__ = (
     "LSTMState",
     "StackedRNN",
     "TimeLoop",
+    "checked",
     "count_params",
     "cudnn_time_loop",
     "dropout",

@@ -48,6 +48,10 @@ class GradientNorms(NamedTuple):
   clipped_global_norm: Optional[jax.Array]
 
 
+jax.export.register_namedtuple_serialization(
+    GradientNorms, serialized_name="deeprnn_jax.diagnostics.GradientNorms")
+
+
 def param_gradient_norms(model: StackedRNN, grads) -> jax.Array:
   """The L2 norm of each layer's parameter gradient.
 

@@ -94,6 +94,15 @@ MUTANTS = (
            "deeprnn_jax/_src/precision.py",
            "  return a if bits_a > bits_b else b\n",
            "  return b\n", ("tests/test_layer_norm.py", "tests/test_features.py", PROPS)),
+    Mutant("padding-read", "inputs past `lengths` reach the time loops (NaN gradients)",
+           "deeprnn_jax/_src/masking.py",
+           "return jnp.where(valid[:, :, None], xs, jnp.zeros((), xs.dtype))", "return xs",
+           ("tests/test_reliability.py::test_non_finite_padding_changes_nothing",)),
+    Mutant("lstm-state-unexportable", "LSTMState not registered for jax.export",
+           "deeprnn_jax/_src/base.py",
+           'jax.export.register_namedtuple_serialization(LSTMState, '
+           'serialized_name="deeprnn_jax.LSTMState")', "pass",
+           ("tests/test_reliability.py::test_apply_exports_with_symbolic_batch_and_time",)),
 )
 BY_NAME = {m.name: m for m in MUTANTS}
 

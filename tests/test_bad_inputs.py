@@ -29,6 +29,7 @@ import numpy as np
 import pytest
 
 import deeprnn_jax as drnn
+import helpers
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 TABLE = REPO / "tests" / "BAD_INPUTS.md"
@@ -321,7 +322,34 @@ LIBRARY = [
     Case("loss with labels of another shape",
          lambda: drnn.sigmoid_binary_loss(jnp.zeros(4), jnp.zeros(3)), ValueError,
          ["labels", "expected the shape of logits", "(4,)", "got (3,)"]),
+    # another library's tensors, and params of the wrong dtype
+    Case("xs a torch tensor", lambda: apply(xs=_torch().ones(2, 5, 3))(), TypeError,
+         ["xs", "expected an array [batch, time, 3] as a jax.Array or numpy.ndarray",
+          "got torch.Tensor", "np.asarray"]),
+    Case("lengths a torch tensor",
+         lambda: apply(lengths=_torch().tensor([5, 2], dtype=_torch().int32))(), TypeError,
+         ["lengths", "jax.Array or numpy.ndarray", "got torch.Tensor"]),
+    Case("initial_state holding a torch tensor",
+         lambda: apply(initial_state=_lstm_state(l0=drnn.LSTMState(_torch().zeros(2, 4), H)))(),
+         TypeError, ["initial_state[0].h", "jax.Array or numpy.ndarray", "got torch.Tensor"]),
+    Case("params of an integer dtype",
+         lambda: lstm()[0].apply(jax.tree.map(lambda a: a.astype(jnp.int32), lstm()[1]), XS),
+         TypeError, ["params[0]", "expected a floating dtype", "got int32"]),
+    Case("step with x_t a torch tensor",
+         lambda: lstm()[0].step(lstm()[1], _lstm_state(), _torch().ones(2, 3)), TypeError,
+         ["x_t", "jax.Array or numpy.ndarray", "got torch.Tensor"]),
+    Case("lengths > T under jit, in a drnn.checked apply",
+         lambda: drnn.checked(lstm()[0].apply)(lstm()[1], XS, jnp.array([6, 5])), ValueError,
+         ["lengths", "expected values in [0, 5]", "got min 5 and max 6"]),
+    Case("initial_state in bf16 for float32 inputs (narrower than the computation)",
+         lambda: apply(initial_state=lstm()[0].initial_state(2, jnp.bfloat16))(), TypeError,
+         ["initial_state[0].h", "expected a state in float32", "got bfloat16",
+          "initial_state(batch_size, jnp.float32)"]),
 ]
+
+
+def _torch():
+  return helpers.import_torch()
 
 
 # --------------------------------------------------------------------------------------

@@ -17,6 +17,11 @@ class LSTMState(NamedTuple):
   c: Array
 
 
+# for `jax.export`: a serialized function whose inputs or outputs hold one deserializes
+# in any process that has imported deeprnn_jax
+jax.export.register_namedtuple_serialization(LSTMState, serialized_name="deeprnn_jax.LSTMState")
+
+
 class Cell(NamedTuple):
   """A recurrent cell as pure functions (the optax `GradientTransformation` pattern).
 

@@ -4,6 +4,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from deeprnn_jax._src import checked
 from deeprnn_jax._src.base import LSTMState
 
 
@@ -11,10 +12,28 @@ def is_concrete(x) -> bool:
   return not isinstance(x, jax.core.Tracer)
 
 
+def is_array(x) -> bool:
+  """A JAX or NumPy array (tracers included): what `jnp` reads without a copy or a guess.
+  Another library's tensor (torch, tf) has `shape` and `dtype` too, but its dtype is not
+  a NumPy dtype, and JAX would fail on it deep inside."""
+  return isinstance(x, (jax.Array, np.ndarray, np.generic))
+
+
+def _type_name(x):
+  module = type(x).__module__.split(".")[0]
+  return type(x).__name__ if module == "builtins" else f"{module}.{type(x).__name__}"
+
+
+def expect_array(x, name, what):
+  """Raises a TypeError naming `name` unless x is a JAX or NumPy array."""
+  if not is_array(x):
+    hint = " (convert it with np.asarray or jnp.asarray first)" if hasattr(x, "shape") else ""
+    raise TypeError(f"{name}: expected {what} as a jax.Array or numpy.ndarray, "
+                    f"got {_type_name(x)}{hint}")
+
+
 def check_xs(xs, input_size):
-  if not hasattr(xs, "shape") or not hasattr(xs, "dtype"):
-    raise TypeError(f"xs: expected an array [batch, time, {input_size}], "
-                    f"got {type(xs).__name__}")
+  expect_array(xs, "xs", f"an array [batch, time, {input_size}]")
   if xs.ndim != 3:
     raise ValueError(f"xs: expected rank 3 [batch, time, features], got rank {xs.ndim} "
                      f"with shape {tuple(xs.shape)}")
@@ -31,7 +50,9 @@ def check_lengths(lengths, batch, time):
   """Returns `lengths` as an int32 array [B], or raises."""
   if lengths is None:
     return None
-  if not hasattr(lengths, "dtype"):
+  if not is_array(lengths):
+    if hasattr(lengths, "dtype"):
+      expect_array(lengths, "lengths", f"an integer array ({batch},)")
     lengths = np.asarray(lengths)
   if not jnp.issubdtype(lengths.dtype, jnp.integer):
     raise TypeError(f"lengths: expected an integer dtype, got {lengths.dtype}")
@@ -43,12 +64,18 @@ def check_lengths(lengths, batch, time):
     if values.size and (values.min() < 0 or values.max() > time):
       raise ValueError(f"lengths: expected values in [0, {time}] (the time axis of xs), "
                        f"got min {values.min()} and max {values.max()}")
-  return jnp.asarray(lengths, jnp.int32)
+    return jnp.asarray(lengths, jnp.int32)
+  # traced: the values are unknown here. `drnn.checked` stages the same check; a plain
+  # jit clamps to [0, time], the documented behaviour (a length past T is the whole row)
+  lengths = jnp.asarray(lengths, jnp.int32)
+  checked.check(jnp.all((lengths >= 0) & (lengths <= time)),
+                f"lengths: expected values in [0, {time}] (the time axis of xs), "
+                "got min {low} and max {high}", low=jnp.min(lengths), high=jnp.max(lengths))
+  return jnp.clip(lengths, 0, time)
 
 
 def _expect_array(x, shape, name):
-  if not hasattr(x, "shape"):
-    raise TypeError(f"{name}: expected an array of shape {shape}, got {type(x).__name__}")
+  expect_array(x, name, f"an array of shape {shape}")
   if tuple(x.shape) != shape:
     raise ValueError(f"{name}: expected shape {shape}, got {tuple(x.shape)}")
   if not jnp.issubdtype(x.dtype, jnp.floating):
@@ -117,9 +144,14 @@ def check_params(params, want):
                      f"got {got_tree}")
   for (path, w), g in zip(jax.tree_util.tree_flatten_with_path(want)[0],
                           jax.tree.leaves(params)):
-    if tuple(np.shape(g)) != w.shape:
-      raise ValueError(f"params{jax.tree_util.keystr(path)}: expected shape {w.shape} "
-                       f"(params of another model?), got {tuple(np.shape(g))}")
+    name = f"params{jax.tree_util.keystr(path)}"
+    expect_array(g, name, f"a floating array of shape {w.shape}")
+    if tuple(g.shape) != w.shape:
+      raise ValueError(f"{name}: expected shape {w.shape} (params of another model?), "
+                       f"got {tuple(g.shape)}")
+    if not jnp.issubdtype(g.dtype, jnp.floating):
+      raise TypeError(f"{name}: expected a floating dtype (as model.init makes), "
+                      f"got {g.dtype}")
 
 
 def check_key(key):
@@ -144,7 +176,9 @@ def check_resets(resets, batch, time):
   """Returns `resets` as a time-major bool array [T, B], or None, or raises."""
   if resets is None:
     return None
-  if not hasattr(resets, "dtype"):
+  if not is_array(resets):
+    if hasattr(resets, "dtype"):
+      expect_array(resets, "resets", f"a bool array ({batch}, {time})")
     resets = np.asarray(resets)
   if resets.dtype != np.bool_:
     raise TypeError(f"resets: expected a bool array [batch, time], got dtype {resets.dtype}")
@@ -189,9 +223,28 @@ def check_step_reset(reset, batch):
   """Returns `reset` as a bool array [B], or None, or raises."""
   if reset is None:
     return None
-  if not hasattr(reset, "dtype"):
+  if not is_array(reset):
+    if hasattr(reset, "dtype"):
+      expect_array(reset, "reset", f"a bool array ({batch},)")
     reset = np.asarray(reset)
   if reset.dtype != np.bool_ or tuple(reset.shape) != (batch,):
     raise ValueError(f"reset: expected a bool array ({batch},) [batch], got "
                      f"{reset.dtype}{list(reset.shape)}")
   return jnp.asarray(reset)
+
+
+def check_state_dtype(state, compute_dtype, state_dtype, argname):
+  """Raises unless every floating leaf of `state` is at least as wide as the compute
+  dtype. A state is kept in the dtype it comes in (a bf16 state under bf16 compute stays
+  bf16), but one narrower than the inputs would silently round every step of a wider
+  computation: a float32 `initial_state(B)` fed to float64 params and inputs."""
+  if state is None:
+    return
+  bits = jnp.finfo(compute_dtype).bits
+  for path, leaf in jax.tree_util.tree_leaves_with_path(state):
+    if jnp.issubdtype(leaf.dtype, jnp.floating) and jnp.finfo(leaf.dtype).bits < bits:
+      raise TypeError(f"{argname}{jax.tree_util.keystr(path)}: expected a state in "
+                      f"{jnp.dtype(state_dtype).name} (the state dtype of this call's params "
+                      f"and inputs), got {leaf.dtype}, narrower than the {compute_dtype} "
+                      f"inputs; make it with initial_state(batch_size, "
+                      f"jnp.{jnp.dtype(state_dtype).name})")

@@ -13,6 +13,7 @@ import numpy as np
 
 from deeprnn_jax._src import checks
 from deeprnn_jax._src import layout
+from deeprnn_jax._src import masking
 from deeprnn_jax._src import outputs
 from deeprnn_jax._src import precision
 from deeprnn_jax._src import schedules
@@ -71,6 +72,7 @@ class Runner:
     policy = precision.dtypes(self.o["compute_dtype"], params, xs.dtype)
     if state is not None:
       state = self.check_state(state, B)
+      checks.check_state_dtype(state, policy.compute, policy.state, "initial_state")
     needs_key = train and (self.o["dropout"] > 0 or self.o["recurrent_dropout"] > 0)
     if needs_key and key is None:
       raise ValueError("key: dropout or recurrent_dropout > 0 in training needs a PRNG key, "
@@ -80,6 +82,7 @@ class Runner:
     keys = jax.random.split(key, len(self.layers)) if needs_key else None
     params, xs = precision.prepare(policy, params, xs)
     params = sharding.gather(params)
+    xs = masking.zero_padding(xs, lengths)
     axes = sharding.batch_axes(xs, 0)
     state, lengths = sharding.follow_batch((state, lengths), axes, 0)
     resets = sharding.follow_batch(resets, axes, 1)  # resets [T, B]
@@ -149,9 +152,12 @@ class Runner:
   def step(self, params, state, x_t, reset=None):
     if self.o["bidirectional"]:
       return self.layers[0].step(None, None, None, None)  # raises: it cannot step
-    if not hasattr(x_t, "ndim") or x_t.ndim != 2 or x_t.shape[-1] != self.input_size:
+    checks.expect_array(x_t, "x_t", f"an array [batch, {self.input_size}]")
+    if x_t.ndim != 2 or x_t.shape[-1] != self.input_size:
       raise ValueError(f"x_t: expected an array [batch, {self.input_size}], got "
-                       f"{getattr(x_t, 'shape', type(x_t).__name__)}")
+                       f"{tuple(x_t.shape)}")
+    if not jnp.issubdtype(x_t.dtype, jnp.floating):
+      raise TypeError(f"x_t: expected a floating dtype, got {x_t.dtype}")
     checks.check_params(params, self.param_shapes)
     B = x_t.shape[0]
     state = self.check_state(state, B, argname="state")
@@ -159,6 +165,7 @@ class Runner:
     state, reset = sharding.follow_batch((state, reset), axes, 0)
     reset = checks.check_step_reset(reset, B)
     policy = precision.dtypes(self.o["compute_dtype"], params, x_t.dtype)
+    checks.check_state_dtype(state, policy.compute, policy.state, "state")
     params, x_t = precision.prepare(policy, params, x_t)
     params = sharding.gather(params)
     ctx = Context(state_dtype=policy.state, compute_dtype=policy.compute, reset=reset)
