@@ -1,5 +1,5 @@
 """Whether a cell's custom-JVP time scan beats autodiff here: the measurement behind
-`deeprnn_jax/_src/fast_grad_choice.py`.
+`deeprnn_jax/_src/loops/tuning.json` (fast_grad).
 
     python benchmarks/fast_grad.py                      # rnn, lstm, gru; F = H = 256
     python benchmarks/fast_grad.py --width 5,32,128,256 \
@@ -25,7 +25,7 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "examples" 
 import provenance  # noqa: E402
 
 from deeprnn_jax._src.cells import make_cell  # noqa: E402
-from deeprnn_jax._src.unroll import scan_layer  # noqa: E402
+from deeprnn_jax._src.loops.scan import scan_layer  # noqa: E402
 
 
 def gradient(cell, fast):

@@ -1,5 +1,5 @@
 """Whether hoisting a layer's input projection out of the time scan is faster here: the
-measurement behind `deeprnn_jax/_src/hoist_choice.py`.
+measurement behind `deeprnn_jax/_src/loops/tuning.json` (hoist).
 
     python benchmarks/hoist.py --json benchmarks/results/hoist-cpu.json
 
@@ -29,7 +29,7 @@ import provenance  # noqa: E402
 from fast_grad import best_seconds  # noqa: E402
 
 from deeprnn_jax._src.cells import make_cell  # noqa: E402
-from deeprnn_jax._src.unroll import scan_layer  # noqa: E402
+from deeprnn_jax._src.loops.scan import scan_layer  # noqa: E402
 
 
 def gradient(cell, hoist):

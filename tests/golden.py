@@ -128,11 +128,11 @@ def load():
 
 
 if __name__ == "__main__":
-  # The recording predates the hoisted input projection (`hoist_choice.py`), which sums
+  # The recording predates the hoisted input projection (`loops/tuning.py`), which sums
   # the same products in another order: the grid pins the in-loop numbers bit for bit,
   # and tests/test_hoist.py checks hoisted == in-loop to float32 rounding.
-  from deeprnn_jax._src import hoist_choice
-  hoist_choice.MEASURED.clear()
+  from deeprnn_jax._src.loops import tuning
+  tuning.tables()["hoist"].clear()
   if sys.argv[1:2] == ["--compute"]:  # tests/test_golden.py: the grid, into sys.argv[2]
     np.savez(sys.argv[2], **compute_all())
     sys.exit(0)

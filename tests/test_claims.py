@@ -6,6 +6,7 @@ the tolerances of every other test. So these tests read the jaxpr and XLA's memo
 analysis.
 """
 
+import pathlib
 import sys
 
 import jax
@@ -113,56 +114,59 @@ def test_no_test_module_skips_wholesale_on_an_optional_import():
   assert not offenders, offenders
 
 
-def test_fast_gradient_choice_rows_equal_their_committed_measurements():
-  """fast_grad_choice.py's rows are what `benchmarks/fast_grad.py` measured and wrote."""
-  import json
-  import pathlib
-  from deeprnn_jax._src import fast_grad_choice
+def _tool(name):
+  """A measuring script of benchmarks/ (or benchmarks/tools/), imported by name."""
+  import importlib
   root = pathlib.Path(__file__).resolve().parents[1]
-  sys.path.insert(0, str(root / "benchmarks"))
-  import fast_grad
+  for folder in (root / "benchmarks" / "tools", root / "benchmarks"):
+    if (folder / f"{name}.py").exists():
+      sys.path.insert(0, str(folder))
+      return importlib.import_module(name)
+  raise FileNotFoundError(name)
+
+
+def _as_points(speedups):
+  """tuning.json's {kind: {"H" or "H,F": s}} as the tools write it: {kind: {H or (H, F): s}}."""
+  point = lambda k: int(k) if "," not in k else tuple(int(n) for n in k.split(","))
+  return {kind: {point(k): s for k, s in row.items()} for kind, row in speedups.items()}
+
+
+@pytest.mark.parametrize("choice, tool", [("fast_grad", "fast_grad"), ("hoist", "hoist")])
+def test_tuning_tables_equal_their_committed_measurements(choice, tool):
+  """Each table of loops/tuning.json with a result file is what its tool measured and
+  wrote there, on the CPU the table names."""
+  import json
+  from deeprnn_jax._src.loops import tuning
+  root = pathlib.Path(__file__).resolve().parents[1]
+  module = _tool(tool)
   checked = 0
-  for backend, rows in fast_grad_choice.MEASURED.items():
-    for where, path, speedups in rows:
-      if path is None:
-        continue
-      data = json.loads((root / path).read_text())
-      assert data["backend"] == backend
+  for table in tuning.tables()[choice]:
+    if table["file"] is None:
+      continue
+    data = json.loads((root / table["file"]).read_text())
+    assert data["backend"] == table["backend"]
+    if choice == "hoist":
+      measured = module.table(data["rows"])
+      assert data["provenance"]["cpu"] in table["machine"], (table["machine"], data["provenance"])
+    else:
       widths = data["sizes"]["width"]
-      measured = fast_grad.table(data["rows"], widths if isinstance(widths, int) else None)
-      assert measured == speedups, (where, measured, speedups)
-      checked += 1
-  assert checked, "no committed measurement backs the table"
-
-
-def test_hoist_choice_rows_equal_their_committed_measurements():
-  """hoist_choice.py's rows are what `benchmarks/hoist.py` measured and wrote."""
-  import json
-  import pathlib
-  from deeprnn_jax._src import hoist_choice
-  root = pathlib.Path(__file__).resolve().parents[1]
-  sys.path.insert(0, str(root / "benchmarks"))
-  import hoist
-  checked = 0
-  for backend, rows in hoist_choice.MEASURED.items():
-    for where, path, speedups in rows:
-      data = json.loads((root / path).read_text())
-      assert data["backend"] == backend
-      assert hoist.table(data["rows"]) == speedups, (where, hoist.table(data["rows"]))
-      assert data["provenance"]["cpu"] in where, (where, data["provenance"]["cpu"])
-      checked += 1
+      measured = module.table(data["rows"], widths if isinstance(widths, int) else None)
+    assert measured == _as_points(table["speedups"]), (table["machine"], measured)
+    checked += 1
   assert checked, "no committed measurement backs the table"
 
 
 def test_fast_gradient_choice_reads_the_nearest_measured_width(monkeypatch):
-  from deeprnn_jax._src import fast_grad_choice as choice
-  monkeypatch.setitem(choice.MEASURED, "test", [
-      ("a", None, {"gru": {256: 0.8}}),
-      ("b", None, {"gru": {5: 1.6, 32: 1.2, 256: 0.9}, "rnn": {256: 1.1}})])
-  assert choice.speedup("gru", "test", 256) == pytest.approx((0.8 * 0.9) ** 0.5)
-  assert choice.speedup("gru", "test", 4) == 1.6 and choice.speedup("gru", "test", 12) == 1.6
-  assert choice.speedup("gru", "test", 13) == 1.2 and choice.speedup("gru", "test", 90) == 1.2
-  assert choice.speedup("gru", "test", 91) == pytest.approx((0.8 * 0.9) ** 0.5)
-  assert choice.speedup("rnn", "test", 5) == 1.1 and choice.speedup("lstm", "test", 5) == 0
-  assert choice.prefers_fast("gru", "test", 5) and not choice.prefers_fast("gru", "test", 512)
-  assert not choice.prefers_fast("lstm", "test", 64)
+  from deeprnn_jax._src.loops import tuning
+  monkeypatch.setitem(tuning.tables(), "fast_grad", [
+      {"backend": "test", "speedups": {"gru": {"256": 0.8}}},
+      {"backend": "test", "speedups": {"gru": {"5": 1.6, "32": 1.2, "256": 0.9},
+                                       "rnn": {"256": 1.1}}}])
+  speedup = lambda kind, width: tuning.speedup("fast_grad", kind, "test", width)
+  assert speedup("gru", 256) == pytest.approx((0.8 * 0.9) ** 0.5)
+  assert speedup("gru", 4) == 1.6 and speedup("gru", 12) == 1.6
+  assert speedup("gru", 13) == 1.2 and speedup("gru", 90) == 1.2
+  assert speedup("gru", 91) == pytest.approx((0.8 * 0.9) ** 0.5)
+  assert speedup("rnn", 5) == 1.1 and speedup("lstm", 5) == 0
+  assert tuning.prefers_fast("gru", 5, "test") and not tuning.prefers_fast("gru", 512, "test")
+  assert not tuning.prefers_fast("lstm", 64, "test")

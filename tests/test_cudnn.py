@@ -13,7 +13,9 @@ import numpy as np
 import pytest
 
 import deeprnn_jax as drnn
-from deeprnn_jax._src import cudnn
+from jax.experimental import rnn
+
+from deeprnn_jax._src.loops import cudnn
 
 import helpers
 
@@ -26,9 +28,11 @@ def test_pack_and_unpack_are_inverse_and_follow_cudnn_layout():
   params = helpers.randomize(drnn.lstm(H).init(jax.random.key(0), F), jax.random.key(1))
   flat = cudnn.pack_weights(params)
   assert flat.shape == (jax.experimental.rnn.get_num_params_in_lstm(F, H, 1, False),)
-  back = cudnn.unpack_weights(flat, F, H)
+  W_ih, W_hh, b_ih, b_hh = rnn.unpack_lstm_weights(flat, F, H, 1, False)  # cuDNN's own view
+  back = {"w_ih": W_ih[0].T, "w_hh": W_hh[0].T, "b": b_ih[0] + b_hh[0]}
   for k in ("w_ih", "w_hh", "b"):
     np.testing.assert_array_equal(back[k], params[k])
+  np.testing.assert_array_equal(b_hh[0], 0.0)
   # cuDNN's first block is W_ii [H, F]: row j holds the input weights of input gate unit j
   np.testing.assert_array_equal(flat[:H * F].reshape(H, F), params["w_ih"][:, :H].T)
 

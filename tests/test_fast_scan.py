@@ -1,4 +1,4 @@
-"""The custom-JVP time scan (fast_scan.py) against autodiff of the plain scan and the loop."""
+"""The custom-JVP time scan (loops/custom_jvp.py) against autodiff of the plain scan and the loop."""
 
 import jax
 import jax.numpy as jnp
@@ -6,16 +6,18 @@ import numpy as np
 import pytest
 from jax.test_util import check_grads
 
-from deeprnn_jax._src import fast_scan, precision
-from deeprnn_jax._src import dropout as drop_lib
-from deeprnn_jax._src.cells import make_cell
-from deeprnn_jax._src.unroll import loop_layer, scan_layer
+from deeprnn_jax._src.cells import gru_cell, lstm_cell, make_cell, rnn_cell
+from deeprnn_jax._src.core import dtypes
+from deeprnn_jax._src.layers import dropout as drop_lib
+from deeprnn_jax._src.layers import precision
+from deeprnn_jax._src.loops import custom_jvp as fast_scan
+from deeprnn_jax._src.loops.scan import loop_layer, scan_layer
 
 from helpers import assert_trees_close, randomize
 
 T, B, F, H = 6, 3, 4, 5
 KINDS = [("rnn", {}), ("rnn", {"nonlinearity": "relu"}), ("lstm", {}), ("gru", {})]
-RULES = [fast_scan.RNN_TANH, fast_scan.RNN_RELU, fast_scan.LSTM, fast_scan.GRU]
+RULES = [rnn_cell.RULES["tanh"], rnn_cell.RULES["relu"], lstm_cell.RULE, gru_cell.RULE]
 
 
 def setup(kind, kw, dtype=jnp.float32):
@@ -52,7 +54,7 @@ def test_changed_maths_has_no_rule(kind, kw):
   mask = drop_lib.sequence_mask(jax.random.key(5), 0.5, B, H, jnp.float32)
   dropped, _ = drop_lib.with_recurrent_mask(cell, params, mask)
   assert dropped.fast_rule is None
-  mixed = precision.cast_params(params, jnp.bfloat16, jnp.float32)
+  mixed = dtypes.cast_params(params, jnp.bfloat16, jnp.float32)
   assert not fast_scan.applies(cell.fast_rule, mixed, carry, xs[0])
   if kind != "rnn":
     assert make_cell(kind, H, layer_norm=True).fast_rule is None

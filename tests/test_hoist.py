@@ -1,5 +1,5 @@
 """The input projection hoisted out of the time scan (`scan_layer(hoist=True)`) against
-the projection inside it and the Python loop; the measured default (`hoist_choice.py`)."""
+the projection inside it and the Python loop; the measured default (`loops/tuning.py`)."""
 
 import jax
 import jax.numpy as jnp
@@ -7,10 +7,11 @@ import numpy as np
 import pytest
 from jax.test_util import check_grads
 
-from deeprnn_jax._src import dropout as drop_lib
-from deeprnn_jax._src import hoist_choice, precision
 from deeprnn_jax._src.cells import make_cell
-from deeprnn_jax._src.unroll import loop_layer, scan_layer
+from deeprnn_jax._src.layers import dropout as drop_lib
+from deeprnn_jax._src.layers import precision
+from deeprnn_jax._src.loops import tuning
+from deeprnn_jax._src.loops.scan import loop_layer, scan_layer
 
 from helpers import assert_trees_close, randomize
 
@@ -104,36 +105,37 @@ def _projects_before_the_loop(cell, params, xs, carry, **kw):
 def test_the_default_follows_the_nearest_measurement(monkeypatch):
   cell, params, xs, carry = setup("gru", {})
   backend = jax.default_backend()
-  monkeypatch.setattr(hoist_choice, "MEASURED", {backend: [
-      ("a", None, {"gru": {(5, 4): 1.3, (5, 40): 0.8}})]})
+  monkeypatch.setitem(tuning.tables(), "hoist", [
+      {"backend": backend, "speedups": {"gru": {"5,4": 1.3, "5,40": 0.8}}}])
   assert _projects_before_the_loop(cell, params, xs, carry)  # (5, 4) measured 1.3x
   assert not _projects_before_the_loop(cell, params, xs, carry, hoist=False)
   wide = jnp.zeros((T, B, 30))
   wide_params = cell.init(jax.random.key(1), 30)
   assert not _projects_before_the_loop(cell, wide_params, wide, carry)  # near (5, 40): 0.8x
   assert _projects_before_the_loop(cell, wide_params, wide, carry, hoist=True)
-  monkeypatch.setattr(hoist_choice, "MEASURED", {backend: [
-      ("a", None, {"gru": {(5, 4): 1.04}})]})  # within the margin: the loop keeps it
+  monkeypatch.setitem(tuning.tables(), "hoist", [
+      {"backend": backend, "speedups": {"gru": {"5,4": 1.04}}}])  # within the margin: in the loop
   assert not _projects_before_the_loop(cell, params, xs, carry)
   lstm, lstm_params, _, lstm_carry = setup("lstm", {})  # a cell never measured
   assert not _projects_before_the_loop(lstm, lstm_params, xs, lstm_carry)
 
 
 def test_hoist_choice_reads_the_nearest_measured_point(monkeypatch):
-  monkeypatch.setitem(hoist_choice.MEASURED, "test", [
-      ("a", None, {"gru": {(64, 64): 0.9, (64, 256): 1.3}}),
-      ("b", None, {"gru": {(64, 64): 1.1, (5, 20): 1.2}})])
-  assert hoist_choice.speedup("gru", "test", 64, 64) == pytest.approx((0.9 * 1.1) ** 0.5)
-  assert hoist_choice.speedup("gru", "test", 64, 200) == 1.3
-  assert hoist_choice.speedup("gru", "test", 4, 32) == 1.2
-  assert hoist_choice.speedup("lstm", "test", 64, 64) == 0
-  assert hoist_choice.prefers_hoisted("gru", 64, 300, backend="test")
-  assert not hoist_choice.prefers_hoisted("gru", 64, 60, backend="test")
+  monkeypatch.setitem(tuning.tables(), "hoist", [
+      {"backend": "test", "speedups": {"gru": {"64,64": 0.9, "64,256": 1.3}}},
+      {"backend": "test", "speedups": {"gru": {"64,64": 1.1, "5,20": 1.2}}}])
+  speedup = lambda kind, H, F: tuning.speedup("hoist", kind, "test", (H, F))
+  assert speedup("gru", 64, 64) == pytest.approx((0.9 * 1.1) ** 0.5)
+  assert speedup("gru", 64, 200) == 1.3
+  assert speedup("gru", 4, 32) == 1.2
+  assert speedup("lstm", 64, 64) == 0
+  assert tuning.prefers_hoisted("gru", 64, 300, backend="test")
+  assert not tuning.prefers_hoisted("gru", 64, 60, backend="test")
 
 
 def test_committed_table_hoists_the_seed_grus_first_layer_only():
   """README: on the CPU the seed model's first layer (32 into 5) is hoisted, its second
   (5 into 5) and the strong preset's GRU (64 into 64) are not."""
-  assert hoist_choice.prefers_hoisted("gru", 5, 32, backend="cpu")
-  assert not hoist_choice.prefers_hoisted("gru", 5, 5, backend="cpu")
-  assert not hoist_choice.prefers_hoisted("gru", 64, 64, backend="cpu")
+  assert tuning.prefers_hoisted("gru", 5, 32, backend="cpu")
+  assert not tuning.prefers_hoisted("gru", 5, 5, backend="cpu")
+  assert not tuning.prefers_hoisted("gru", 64, 64, backend="cpu")

@@ -6,7 +6,7 @@ import pytest
 
 import deeprnn_jax as drnn
 from deeprnn_jax._src.cells import make_cell
-from deeprnn_jax._src.unroll import remat_chunk, remat_scan_layer, scan_layer
+from deeprnn_jax._src.loops.scan import remat_chunk, remat_scan_layer, scan_layer
 
 from helpers import assert_trees_close, randomize
 

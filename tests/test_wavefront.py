@@ -7,8 +7,8 @@ import pytest
 
 import deeprnn_jax as drnn
 from deeprnn_jax._src.cells import make_cell
-from deeprnn_jax._src.unroll import scan_layer
-from deeprnn_jax._src.wavefront import wavefront_group, wavefront_group_reference
+from deeprnn_jax._src.loops.scan import scan_layer
+from wavefront_reference import wavefront_group, wavefront_group_reference
 
 import np_random
 from helpers import assert_trees_close

@@ -11,16 +11,16 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from deeprnn_jax._src import checks
-from deeprnn_jax._src import layout
-from deeprnn_jax._src import masking
-from deeprnn_jax._src import outputs
-from deeprnn_jax._src import precision
-from deeprnn_jax._src import schedules
-from deeprnn_jax._src import sharding
-from deeprnn_jax._src.bidirectional import check_state as check_bidirectional_state
-from deeprnn_jax._src.layers import Context
-from deeprnn_jax._src.unroll import loop_layer
+from deeprnn_jax._src.core import checks
+from deeprnn_jax._src.core import layout
+from deeprnn_jax._src.core import masking
+from deeprnn_jax._src.core import outputs
+from deeprnn_jax._src.core import dtypes as precision
+from deeprnn_jax._src.core import sharding
+from deeprnn_jax._src.layers.base import Context
+from deeprnn_jax._src.layers.bidirectional import check_state as check_bidirectional_state
+from deeprnn_jax._src.loops.scan import loop_layer
+from deeprnn_jax._src.schedules.layer import REFERENCE
 
 
 class _Call(NamedTuple):
@@ -37,9 +37,10 @@ class _Call(NamedTuple):
 class Runner:
   """The functions of a StackedRNN over `layers` grouped as `groups`."""
 
-  def __init__(self, layers, groups, options, input_size, schedule):
+  def __init__(self, layers, groups, options, input_size):
     self.layers, self.groups, self.o = layers, groups, options
-    self.input_size, self.schedule = input_size, schedule
+    self.input_size, self.schedule = input_size, options.schedule
+    self.bidirectional = layers[0].directions == 2
     self.widths = (input_size,) + tuple(layer.width for layer in layers)
     self.cells = tuple(layer.cell for layer in layers)
 
@@ -58,7 +59,7 @@ class Runner:
     return jax.eval_shape(self.init, jax.random.key(0))
 
   def check_state(self, state, batch, argname="initial_state"):
-    if self.o["bidirectional"]:
+    if self.bidirectional:
       return check_bidirectional_state(state, self.cells, batch)
     return checks.check_initial_state(state, self.cells, batch, argname=argname)
 
@@ -69,14 +70,14 @@ class Runner:
     B, T, _ = xs.shape
     lengths = checks.check_lengths(lengths, B, T)
     resets = checks.check_resets(resets, B, T)
-    policy = precision.dtypes(self.o["compute_dtype"], params, xs.dtype)
+    policy = precision.dtypes(self.o.compute_dtype, params, xs.dtype)
     if state is not None:
       state = self.check_state(state, B)
       checks.check_state_dtype(state, policy.compute, policy.state, "initial_state")
-    needs_key = train and (self.o["dropout"] > 0 or self.o["recurrent_dropout"] > 0)
+    needs_key = train and any(layer.needs_key for layer in self.layers)
     if needs_key and key is None:
-      raise ValueError("key: dropout or recurrent_dropout > 0 in training needs a PRNG key, "
-                       "got None")
+      raise ValueError("key: dropout, recurrent_dropout or zoneout in training needs a PRNG "
+                       "key, got None")
     if needs_key:
       checks.check_key(key)
     keys = jax.random.split(key, len(self.layers)) if needs_key else None
@@ -86,7 +87,7 @@ class Runner:
     axes = sharding.batch_axes(xs, 0)
     state, lengths = sharding.follow_batch((state, lengths), axes, 0)
     resets = sharding.follow_batch(resets, axes, 1)  # resets [T, B]
-    ctx = Context(time_loop=time_loop, unroll=self.o["unroll"], lengths=lengths,
+    ctx = Context(time_loop=time_loop, unroll=self.o.unroll, lengths=lengths,
                   resets=resets, state_dtype=policy.state, compute_dtype=policy.compute)
     h = jnp.swapaxes(xs, 0, 1)  # [T, B, F]
     return _Call(params, h, lengths, state, keys, ctx, axes)
@@ -107,7 +108,7 @@ class Runner:
       keys = None if call.keys is None else call.keys[first:first + count]
       indices = np.arange(first, first + count, dtype=np.int32)
       carries = self._group_carries(call, first, count)
-      if count == 1 and schedule is not schedules.REFERENCE:
+      if count == 1 and schedule is not REFERENCE:
         # a shape-changing layer: its output cannot be a scan carry
         p, k, carry = jax.tree.map(lambda a: a[0], (call.params[g], keys, carries))
         h, carry = self.layers[first].run(p, h, carry, call.ctx._replace(
@@ -126,7 +127,7 @@ class Runner:
     if output == "all":
       ys = tuple(jnp.swapaxes(s, 0, 1) for s in seqs)  # each [B, T, D*H_l]
     elif output == "last":
-      backward = self.layers[-1].width // 2 if self.o["bidirectional"] else 0
+      backward = self.layers[-1].width // 2 if self.bidirectional else 0
       ys = outputs.last_valid(top, lengths, backward)
     else:
       ys = top
@@ -134,7 +135,7 @@ class Runner:
 
   def apply(self, params, xs, lengths=None, initial_state=None, *, train=False, key=None,
             output="sequence", resets=None):
-    loop = self.o["time_loop"].make(self.o)
+    loop = self.o.time_loop.make(self.o)
     call = self._prepare(params, xs, lengths, initial_state, train, key, output, resets, loop)
     seqs, finals = self._run(call, self.schedule, output == "all")
     return self._finish(seqs, finals, call.lengths, output)
@@ -146,11 +147,11 @@ class Runner:
     if call.state is None:  # built per layer, as a user would
       state = self.initial_state(call.h.shape[1], call.ctx.state_dtype)
       call = call._replace(state=sharding.follow_batch(state, call.batch_axes, 0))
-    seqs, finals = self._run(call, schedules.REFERENCE, True)
+    seqs, finals = self._run(call, REFERENCE, True)
     return self._finish(seqs, finals, call.lengths, output)
 
   def step(self, params, state, x_t, reset=None):
-    if self.o["bidirectional"]:
+    if self.bidirectional:
       return self.layers[0].step(None, None, None, None)  # raises: it cannot step
     checks.expect_array(x_t, "x_t", f"an array [batch, {self.input_size}]")
     if x_t.ndim != 2 or x_t.shape[-1] != self.input_size:
@@ -164,7 +165,7 @@ class Runner:
     axes = sharding.batch_axes(x_t, 0)
     state, reset = sharding.follow_batch((state, reset), axes, 0)
     reset = checks.check_step_reset(reset, B)
-    policy = precision.dtypes(self.o["compute_dtype"], params, x_t.dtype)
+    policy = precision.dtypes(self.o.compute_dtype, params, x_t.dtype)
     checks.check_state_dtype(state, policy.compute, policy.state, "state")
     params, x_t = precision.prepare(policy, params, x_t)
     params = sharding.gather(params)

@@ -1,30 +1,29 @@
-"""The stack: `stacked_rnn`, a facade that composes cells, layer wrappers and schedules.
+"""The stack: `stacked_rnn`, a facade of options, and `compose`, the stack from its parts.
 
-Each idea lives in its own file: the cell maths (`cells.py`), the time loops
-(`unroll.py`), the wrappers that make a layer of a cell (`layers.py`, `precision.py`,
-`dropout.py`, `bidirectional.py`, `residual.py`), the parameter layout (`layout.py`) and
-the schedules that run a group of equal layers (`schedules.py`). This file checks the
-options, builds each layer's wrapper chain and runs the groups.
+Each idea lives in its own subpackage (core < cells < loops < layers < schedules, each
+importing only those before it): the cell maths (`cells/`), the time loops (`loops/`),
+the wrappers that make a layer of a cell (`layers/`) and the schedules that run a group
+of equal layers (`schedules/`). `compose` builds a stack from cells, wrappers, a time loop
+and a schedule, checking each feature against what the strategies declare they support
+(`core/options.py`); `stacked_rnn` turns its keyword options into those parts.
 """
 
-from typing import Any, Callable, NamedTuple, Optional, Tuple
+from typing import Any, Callable, NamedTuple, Optional, Sequence, Tuple
 
 import jax
 
-from deeprnn_jax._src import bidirectional as bidir
-from deeprnn_jax._src import checks
-from deeprnn_jax._src import dropout as drop_lib
-from deeprnn_jax._src import layout
-from deeprnn_jax._src import precision
-from deeprnn_jax._src import schedules
-from deeprnn_jax._src import time_loops
-from deeprnn_jax._src.base import Cell
+from deeprnn_jax._src import layers
+from deeprnn_jax._src import registry
 from deeprnn_jax._src.cells import make_cell
-from deeprnn_jax._src.layers import recurrent
-from deeprnn_jax._src.residual import residual as residual_layer
+from deeprnn_jax._src.core import checks
+from deeprnn_jax._src.core import layout
+from deeprnn_jax._src.core.options import Options, check_supported
+from deeprnn_jax._src.core.types import Cell, Schedule, TimeLoop
+from deeprnn_jax._src.layers.base import Wrapper, recurrent
+from deeprnn_jax._src.layers.precision import with_precision
 from deeprnn_jax._src.runner import Runner
 
-SCHEDULES = tuple(schedules.SCHEDULES)
+SCHEDULES = tuple(registry.ENTRIES[Schedule])
 
 
 class StackedRNN(NamedTuple):
@@ -42,7 +41,8 @@ class StackedRNN(NamedTuple):
       (`jax.jit(model.apply, static_argnames=("output", "train"))`).
     apply_reference: same signature and numbers as `apply`, run by Python loops over
       layers and time steps (slow; for tests).
-    initial_state: `initial_state(batch_size, dtype=float32)`: zeros, one carry per layer.
+    initial_state: `initial_state(batch_size, dtype=float32)`: zeros, one carry per layer
+      (give the params' dtype for float64 params: a narrower state is refused).
     step: `step(params, state, x_t, reset=None) -> (state, y_t)`, one time step through
       every layer (x_t [batch, input_size]; reset bool [batch]: those rows restart from
       zeros first), for streaming inference; not for bidirectional stacks.
@@ -52,7 +52,8 @@ class StackedRNN(NamedTuple):
     bidirectional, residual, recurrent_dropout, variational, compute_dtype, schedule,
       time_loop: as given to `stacked_rnn` (compute_dtype None or a numpy dtype; schedule
       and time_loop by name).
-    layers: the `Layer` of every layer (`layers.py`), the cell with its wrappers.
+    layers: the `Layer` of every layer (`layers/base.py`), the cell with its wrappers.
+    options: the checked, frozen `Options` the stack was built with.
   """
 
   init: Callable[..., Any]
@@ -73,6 +74,7 @@ class StackedRNN(NamedTuple):
   schedule: str = "layer"
   layers: Tuple[Any, ...] = ()
   time_loop: str = "scan"
+  options: Any = None
 
 
 
@@ -96,45 +98,6 @@ def _make_cells(cell, hidden_sizes, **options):
   return tuple(make_cell(cell, h, **options) for h in hidden_sizes)
 
 
-def _make_layer(cell, o):
-  """The wrapper chain of one layer, innermost first."""
-  layer = precision.with_precision(recurrent(cell))
-  if o["recurrent_dropout"] > 0:
-    layer = drop_lib.recurrent_dropout(layer, o["recurrent_dropout"])
-  if o["bidirectional"]:
-    layer = bidir.bidirectional(layer)
-  if o["dropout"] > 0:
-    layer = drop_lib.input_dropout(layer, o["dropout"], o["variational"])
-  return residual_layer(layer) if o["residual"] else layer
-
-
-def _check_options(input_size, dropout, unroll, remat, bidirectional, residual, layer_norm,
-                   recurrent_dropout, variational, compute_dtype, schedule, time_loop="scan"):
-  if isinstance(input_size, bool) or not isinstance(input_size, int) or input_size <= 0:
-    raise ValueError(f"input_size: expected a positive int, got {input_size!r}")
-  o = dict(dropout=checks.check_dropout(dropout), remat=checks.check_flag(remat, "remat"),
-           unroll=checks.check_positive_int(unroll, "unroll"),
-           bidirectional=checks.check_flag(bidirectional, "bidirectional"),
-           residual=checks.check_flag(residual, "residual"),
-           variational=checks.check_flag(variational, "variational"),
-           recurrent_dropout=checks.check_rate(recurrent_dropout, "recurrent_dropout"),
-           compute_dtype=checks.check_compute_dtype(compute_dtype))
-  o["schedule"] = _schedule(schedule)
-  o["schedule"].check(o)
-  o["layer_norm"] = checks.check_flag(layer_norm, "layer_norm")
-  o["time_loop"] = time_loops.named(time_loop)
-  return o
-
-
-def _schedule(schedule):
-  """A schedule's name, or a Schedule object (e.g. `pipeline(...)`) -> the Schedule."""
-  if isinstance(schedule, schedules.Schedule):
-    return schedule
-  if not isinstance(schedule, str) or schedule not in schedules.SCHEDULES:
-    raise ValueError(f"schedule: expected one of {SCHEDULES} or a Schedule such as "
-                     f"drnn.pipeline(...), got {schedule!r}")
-  return schedules.SCHEDULES[schedule]
-
 
 def stacked_rnn(cell, input_size: int, hidden_sizes, *, nonlinearity: Optional[str] = None,
                 forget_bias: float = 1.0, dropout: float = 0.0, unroll: int = 1,
@@ -142,8 +105,8 @@ def stacked_rnn(cell, input_size: int, hidden_sizes, *, nonlinearity: Optional[s
                 bidirectional: bool = False, residual: bool = False, layer_norm: bool = False,
                 recurrent_dropout: float = 0.0, variational: bool = False,
                 compute_dtype=None, remat: bool = False,
-                schedule: str = "layer", proj_size: Optional[int] = None,
-                time_loop="scan") -> StackedRNN:
+                schedule="layer", proj_size: Optional[int] = None,
+                time_loop="scan", wrappers: Sequence[Wrapper] = ()) -> StackedRNN:
   """Builds a stack of `cell` layers of widths `hidden_sizes` over `input_size` inputs.
 
   Layer l reads layer l-1's whole output sequence (Keras' `return_sequences=True`) and
@@ -163,7 +126,7 @@ def stacked_rnn(cell, input_size: int, hidden_sizes, *, nonlinearity: Optional[s
     dropout: rate in [0, 1) of the dropout between layers.
     unroll: time steps per iteration of the time scan.
     remat: rematerialise for long sequences: each layer keeps only about sqrt(T) carries
-      for the backward pass and recomputes the rest (`unroll.remat_scan_layer`); same
+      for the backward pass and recomputes the rest (`loops.scan.remat_scan_layer`); same
       numbers, about a quarter of the activation memory or less, about one more forward.
     kernel_init, recurrent_init, bias_init: a name from `jax.nn.initializers` (e.g.
       "glorot_uniform", "he_normal", "orthogonal") or a callable (key, shape, dtype).
@@ -189,13 +152,17 @@ def stacked_rnn(cell, input_size: int, hidden_sizes, *, nonlinearity: Optional[s
     schedule: "layer" (default): each group of equal layers runs layer after layer, L*T
       sequential steps. "wavefront": at wave step s layer l handles time s - l, so a
       group's layers step together in one batched matmul and it takes T + n - 1 steps
-      (`wavefront.py`); same numbers and dropout masks; not with bidirectional,
-      recurrent_dropout or remat. Or a Schedule object: `drnn.pipeline(axis, chunk_size)`
-      splits each group of equal layers over the devices of a mesh axis (`pipeline.py`).
+      (`schedules/wavefront.py`); same numbers and dropout masks; not with bidirectional,
+      recurrent_dropout or remat. "pipeline", or a Schedule object such as
+      `drnn.pipeline(axis, chunk_size)`, splits each group of equal layers over the
+      devices of a mesh axis (`schedules/pipeline.py`; by name: axis "stage", chunks of 16).
     time_loop: how each layer runs over time: "scan" (default), `lax.scan`; "cudnn",
       cuDNN's fused LSTM through `jax.experimental.rnn.lstm` (GPUs; LSTM cells without
       layer_norm, proj_size, recurrent_dropout, remat or a compute_dtype, float32, no
-      resets; `cudnn.py`); or a TimeLoop (`drnn.cudnn_time_loop(kernel)`).
+      resets; `loops/cudnn.py`); or a TimeLoop (`drnn.cudnn_time_loop(kernel)`).
+    wrappers: more layer wrappers (`drnn.layers`, e.g. `drnn.zoneout(0.1)`), applied to
+      every layer innermost, right around its cell, before the ones the options above
+      ask for.
 
   `apply(..., resets=)` takes a bool [batch, time]: where it holds, the row's carry
   restarts from its initial state before that step (several sequences packed in a row;
@@ -217,27 +184,127 @@ def stacked_rnn(cell, input_size: int, hidden_sizes, *, nonlinearity: Optional[s
     ...                        jnp.full((8,), 15), output="last")   # last [8, 128], bf16
   """
   hidden_sizes = checks.check_hidden_sizes(hidden_sizes)
-  o = _check_options(input_size, dropout, unroll, remat, bidirectional, residual, layer_norm,
-                     recurrent_dropout, variational, compute_dtype, schedule, time_loop)
-  extra = {"layer_norm": True} if o["layer_norm"] else {}
+  checks.check_positive_int(input_size, "input_size")
+  dropout = checks.check_dropout(dropout)
+  checks.check_flag(remat, "remat")
+  checks.check_positive_int(unroll, "unroll")
+  for value, name in ((bidirectional, "bidirectional"), (residual, "residual"),
+                      (variational, "variational"), (layer_norm, "layer_norm")):
+    checks.check_flag(value, name)
+  recurrent_dropout = checks.check_rate(recurrent_dropout, "recurrent_dropout")
+  chain = list(_check_wrappers(wrappers))
+  if recurrent_dropout > 0:
+    chain.append(layers.recurrent_dropout(recurrent_dropout))
+  if bidirectional:
+    chain.append(layers.bidirectional())
+  if dropout > 0:
+    chain.append(layers.input_dropout(dropout, variational))
+  if residual:
+    chain.append(layers.residual())
+  extra = {"layer_norm": True} if layer_norm else {}
   if proj_size is not None:
     extra["proj_size"] = proj_size
-  cells = _make_cells(cell, hidden_sizes, nonlinearity=nonlinearity, forget_bias=forget_bias,
-                      kernel_init=kernel_init, recurrent_init=recurrent_init,
-                      bias_init=bias_init, **extra)
-  o["time_loop"].check(o, cells)
-  layers = tuple(_make_layer(c, o) for c in cells)
-  widths = (input_size,) + tuple(layer.width for layer in layers)  # what each layer reads
+  make = lambda: _make_cells(cell, hidden_sizes, nonlinearity=nonlinearity,
+                             forget_bias=forget_bias, kernel_init=kernel_init,
+                             recurrent_init=recurrent_init, bias_init=bias_init, **extra)
+  return _compose(make, input_size, chain, time_loop, schedule, unroll, remat, compute_dtype,
+                  variational=variational)
+
+
+def compose(cells: Sequence[Cell], input_size: int, *, wrappers: Sequence[Wrapper] = (),
+            time_loop="scan", schedule="layer", unroll: int = 1, remat: bool = False,
+            compute_dtype=None) -> StackedRNN:
+  """A stack from its parts: one cell per layer, the wrappers of every layer, a time loop
+  and a schedule, the way `optax.chain` builds an optimizer from transformations.
+
+  `stacked_rnn(...)` is `compose` of the cells and wrappers its options name; `compose`
+  takes any of them, your own included, and gives the same `init`, `apply`,
+  `apply_reference` and `step` with every feature (lengths, resets, the depth scan,
+  sharding, the diagnostics).
+
+  Args:
+    cells: the `Cell` of every layer, bottom first (e.g. `[drnn.lstm(64), drnn.lstm(64)]`).
+    input_size: F, the feature width of xs [batch, time, F].
+    wrappers: `Wrapper`s from `drnn.layers` (or your own), innermost first, applied to
+      every layer around `with_precision(recurrent(cell))`; e.g. `[drnn.zoneout(0.1),
+      drnn.layers.bidirectional(), drnn.layers.input_dropout(0.3)]`.
+    time_loop: a name ("scan", "cudnn") or a `TimeLoop`.
+    schedule: a name ("layer", "wavefront", "pipeline") or a `Schedule`.
+    unroll, remat, compute_dtype: as for `stacked_rnn`.
+
+  Returns:
+    The `StackedRNN`; a ValueError names any feature the time loop or schedule does not
+    support.
+
+  Example:
+    >>> model = drnn.compose([drnn.gru(32), drnn.gru(32)], 8,
+    ...                      wrappers=[drnn.zoneout(0.1), drnn.layers.residual()])
+    >>> params = model.init(jax.random.key(0))
+  """
+  cells = tuple(cells)
+  if not cells or not all(isinstance(c, Cell) for c in cells):
+    raise TypeError(f"cells: expected a non-empty sequence of drnn.Cell, got "
+                    f"{[type(c).__name__ for c in cells] or cells!r}")
+  checks.check_positive_int(input_size, "input_size")
+  checks.check_positive_int(unroll, "unroll")
+  checks.check_flag(remat, "remat")
+  return _compose(lambda: cells, input_size, list(_check_wrappers(wrappers)), time_loop,
+                  schedule, unroll, remat, compute_dtype)
+
+
+def _check_wrappers(wrappers):
+  for i, w in enumerate(wrappers):
+    if not isinstance(w, Wrapper):
+      raise TypeError(f"wrappers[{i}]: expected a Wrapper such as drnn.zoneout(0.1), got "
+                      f"{type(w).__name__}")
+    yield w
+
+
+def _options(chain, cells, time_loop, schedule, unroll, remat, compute_dtype, variational):
+  features = tuple(f for w in chain for f in w.features)
+  given = dict(features)
+  return Options(dropout=given.get("dropout", 0.0),
+                 variational=given.get("variational", False) if variational is None
+                 else variational,
+                 recurrent_dropout=given.get("recurrent_dropout", 0.0),
+                 bidirectional=given.get("bidirectional", False),
+                 residual=given.get("residual", False),
+                 layer_norm=any(c.layer_norm for c in cells), unroll=unroll, remat=remat,
+                 compute_dtype=compute_dtype, schedule=schedule, time_loop=time_loop,
+                 wrappers=features)
+
+
+def _compose(make_cells, input_size, chain, time_loop, schedule, unroll, remat,
+             compute_dtype, variational=None):
+  compute_dtype = checks.check_compute_dtype(compute_dtype)
+  schedule = registry.resolve("schedule", Schedule, schedule)
+  probe = _options(chain, (), None, schedule, unroll, remat, compute_dtype, variational)
+  check_supported("schedule", schedule, probe)
+  time_loop = registry.resolve("time_loop", TimeLoop, time_loop)
+  cells = make_cells()
+  o = _options(chain, cells, time_loop, schedule, unroll, remat, compute_dtype, variational)
+  check_supported("schedule", schedule, o)
+  check_supported("time_loop", time_loop, o)
+  time_loop.check(o, cells)
+  layer_list = []
+  for c in cells:
+    layer = with_precision(recurrent(c))
+    for wrapper in chain:
+      layer = wrapper(layer)
+    layer_list.append(layer)
+  layer_list = tuple(layer_list)
+  widths = (input_size,) + tuple(layer.width for layer in layer_list)  # what each reads
   groups = layout.group_shapes([(widths[l], c.hidden_size, getattr(c, "output_size", None))
                                 for l, c in enumerate(cells)])
-  run = Runner(layers, groups, o, input_size, o["schedule"])
+  run = Runner(layer_list, groups, o, input_size)
   return StackedRNN(init=run.init, apply=run.apply, apply_reference=run.apply_reference,
                     initial_state=run.initial_state, step=run.step, cells=cells,
-                    input_size=input_size, hidden_sizes=hidden_sizes, dropout=o["dropout"],
-                    groups=groups, bidirectional=o["bidirectional"], residual=o["residual"],
-                    recurrent_dropout=o["recurrent_dropout"], variational=o["variational"],
-                    compute_dtype=o["compute_dtype"], schedule=o["schedule"].name,
-                    layers=layers, time_loop=o["time_loop"].name)
+                    input_size=input_size, hidden_sizes=tuple(c.hidden_size for c in cells),
+                    dropout=o.dropout, groups=groups, bidirectional=o.bidirectional,
+                    residual=o.residual, recurrent_dropout=o.recurrent_dropout,
+                    variational=o.variational, compute_dtype=o.compute_dtype,
+                    schedule=schedule.name, layers=layer_list, time_loop=time_loop.name,
+                    options=o)
 
 
 def count_params(params) -> int:
