@@ -176,7 +176,7 @@ def test_stack_wavefront_keeps_the_state_dtype_under_bfloat16():
 
 
 def test_schedule_is_checked():
-  with pytest.raises(ValueError, match=r"schedule: expected one of \('layer', 'wavefront'\) "
+  with pytest.raises(ValueError, match=r"schedule: expected one of \('layer', 'wavefront', 'pipeline'\) "
                                        r"or a Schedule such as drnn.pipeline\(...\), got 'foo'"):
     drnn.stacked_rnn("lstm", 3, (4, 4), schedule="foo")
   for option, value in [("bidirectional", True), ("recurrent_dropout", 0.2), ("remat", True)]:
