@@ -45,12 +45,23 @@ class Runner:
     self.cells = tuple(layer.cell for layer in layers)
 
   def init(self, key, dtype=jnp.float32):
+    """The stack's parameters: a tuple with one dict per group of equal layers, each leaf
+    stacked [layers_in_group, ...] (`drnn.layer_params` takes one layer out).
+
+    Args:
+      key: a PRNG key (`jax.random.key(seed)`); layer l initialises from
+        `jax.random.split(key, L)[l]`.
+      dtype: the parameters' floating dtype (default float32).
+    """
     keys = jax.random.split(key, len(self.layers))
     per_layer = [layer.init(k, w, dtype)
                  for layer, k, w in zip(self.layers, keys, self.widths)]
     return layout.stack(per_layer, self.groups)
 
   def initial_state(self, batch_size, dtype=jnp.float32):
+    """Zeros: a tuple with one carry per layer (h [batch, H], or LSTMState(h, c); a
+    (forward, backward) pair per layer when bidirectional), in `dtype`. Give the params'
+    dtype for float64 params: a state narrower than the computation is refused."""
     batch_size = checks.check_batch_size(batch_size)
     return tuple(layer.initial_carry(batch_size, dtype) for layer in self.layers)
 
@@ -135,6 +146,24 @@ class Runner:
 
   def apply(self, params, xs, lengths=None, initial_state=None, *, train=False, key=None,
             output="sequence", resets=None):
+    """Runs the stack over a batch of sequences.
+
+    Args:
+      params: from `init`.
+      xs: [batch, time, input_size], a floating jax.Array or numpy array.
+      lengths: optional int [batch]: row b is valid for t < lengths[b]; what lies past it
+        is never read (values nor gradients). Eagerly, values outside [0, time] raise;
+        under jit they are clamped to [0, time] (`drnn.checked` raises instead).
+      initial_state: optional, as `initial_state(batch)` makes it; zeros by default.
+      train: dropout and zoneout act only with train=True (then `key` is needed).
+      key: PRNG key for the dropout masks.
+      output: "sequence" [batch, time, D*H], "last" [batch, D*H] at each row's last valid
+        step, or "all" (every layer's sequence); D = 2 when bidirectional.
+      resets: optional bool [batch, time]: restart a row's carry before those steps.
+
+    Returns:
+      (ys, state): the outputs `output` selects and one final carry per layer.
+    """
     loop = self.o.time_loop.make(self.o)
     call = self._prepare(params, xs, lengths, initial_state, train, key, output, resets, loop)
     seqs, finals = self._run(call, self.schedule, output == "all")
@@ -142,6 +171,8 @@ class Runner:
 
   def apply_reference(self, params, xs, lengths=None, initial_state=None, *, train=False,
                       key=None, output="sequence", resets=None):
+    """`apply` by Python loops over layers and time steps: the same numbers, slowly (the
+    reference the tests compare every fast path with)."""
     call = self._prepare(params, xs, lengths, initial_state, train, key, output, resets,
                          loop_layer)
     if call.state is None:  # built per layer, as a user would
@@ -151,6 +182,17 @@ class Runner:
     return self._finish(seqs, finals, call.lengths, output)
 
   def step(self, params, state, x_t, reset=None):
+    """One time step through every layer, for streaming inference.
+
+    Args:
+      params: from `init`.
+      state: one carry per layer (`initial_state(batch)` to start).
+      x_t: [batch, input_size].
+      reset: optional bool [batch]: those rows restart from zeros first.
+
+    Returns:
+      (state, y_t [batch, H_top]). Not for bidirectional stacks.
+    """
     if self.bidirectional:
       return self.layers[0].step(None, None, None, None)  # raises: it cannot step
     checks.expect_array(x_t, "x_t", f"an array [batch, {self.input_size}]")
