@@ -94,3 +94,26 @@ def test_the_checks_can_fail():
   assert find_cycle({"loops.a": {"loops.b"}, "loops.b": {"loops.a"}}) == [
       "loops.a", "loops.b", "loops.a"]
   assert "core.types" in graph() and "layers.base" in graph()["layers.zoneout"]
+
+
+# every public name before the subpackages (commit ad6cc7d's __all__ and its lazy names)
+PUBLIC_BEFORE = (
+    "Cell", "LSTMState", "StackedRNN", "TimeLoop", "count_params", "cudnn_time_loop",
+    "dropout", "from_keras", "from_torch", "gru", "keep_mask", "layer_params", "loop_layer",
+    "lstm", "make_eval_step", "make_train_step", "optimizer", "pipeline",
+    "pipeline_idle_fraction", "rnn", "scan_layer", "sigmoid_binary_loss", "stacked_rnn",
+    "tbptt_apply", "tbptt_train", "to_keras", "to_torch", "FlaxStackedRNN",
+    "NNXStackedRNN", "diagnostics")
+
+
+def test_every_public_name_is_still_importable_and_listed():
+  for name in PUBLIC_BEFORE:
+    assert getattr(drnn, name) is not None, name
+  assert set(PUBLIC_BEFORE) <= set(drnn.__all__)  # flax is installed for the tests
+  for name in ("GradientNorms", "param_gradient_norms", "state_gradient_norms"):
+    assert getattr(drnn.diagnostics, name)
+  assert set(drnn.diagnostics.__all__) == {"GradientNorms", "param_gradient_norms",
+                                           "state_gradient_norms"}  # no jax, jnp, optax
+  for module in (drnn.cells, drnn.layers, drnn.loops, drnn.schedules, drnn.diagnostics):
+    for name in module.__all__:
+      assert getattr(module, name) is not None, (module.__name__, name)
