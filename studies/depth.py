@@ -4,10 +4,10 @@ A grid of (cell, width, regularised, depth, seed) points, each one trainer run
 (examples/imdb/train.py's own functions, in this process: the reviews are read and
 encoded once for the whole study):
 
-    python examples/depth_study.py               # the full grid: 2 x 2 x 2 x 5 x 3 = 120 runs
-    python examples/depth_study.py --cells gru --widths 5 --seeds 0   # a smaller grid
-    python examples/depth_study.py --summary     # the markdown table of what is done
-    python examples/depth_study.py --plot-only   # redraw the plots from the JSON
+    python -m studies.depth                      # the full grid: 2 x 2 x 2 x 5 x 3 = 120 runs
+    python -m studies.depth --cells gru --widths 5 --seeds 0   # a smaller grid
+    python -m studies.depth --summary            # the markdown table of what is done
+    python -m studies.depth --plot-only          # redraw the plots from the JSON
 
 Defaults: LSTM and GRU; widths 5 (the seed's) and 32; depths 1, 2, 3, 4, 6; seeds 0, 1,
 2; each without and with regularisation (dropout 0.2 on the word vectors, between the
@@ -18,7 +18,7 @@ held out for validation, tested on all 25,000 test reviews with the params of th
 validation epoch (the trainer's --select best).
 
 Every finished run is written at once to the JSON file (default
-examples/imdb/results/depth_study.json), one row per point, and a later command skips
+studies/results/depth/results.json), one row per point, and a later command skips
 the points already there: interrupt the study (Ctrl-C) and rerun the same command to
 continue, in this session or another. The file's settings (epochs, limits, dropout)
 must match the command's; choose another --out for other settings.
@@ -56,28 +56,25 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, os.path.join(HERE, "imdb"))
-import allocator  # noqa: E402
-import config  # noqa: E402
-import input_pipeline  # noqa: E402
-import model  # noqa: E402
-import parallel  # noqa: E402
-import provenance  # noqa: E402
-import train as trainer  # noqa: E402
-import deeprnn_jax as drnn  # noqa: E402
+import deeprnn_jax as drnn
+from examples.common import allocator
+from examples.common import cli
+from examples.common import imdb_text
+from examples.common import provenance
+from examples.imdb import configs
+from examples.imdb import input_pipeline
+from examples.imdb import model
+from examples.imdb import parallel
+from examples.imdb import train as trainer
+from studies import depth_report
+from studies.depth_report import KEY, key, plot, summary  # noqa: F401 (the study's API)
 
-DEFAULT_OUT = os.path.join(HERE, "imdb", "results", "depth_study.json")
-KEY = ("cell", "width", "regularised", "depth", "seed")  # one row per point
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+DEFAULT_OUT = os.path.join(HERE, "results", "depth", "results.json")
 PROBE_ROWS = 250  # training reviews in the fixed batch the gradient norms are taken on
 REGULARISED = {"no": (False,), "yes": (True,), "both": (False, True)}
 EXIT_ERROR, EXIT_INTERRUPTED = 2, 130
-# one plot each: (row field, axis label, file name suffix); and one of the gradient ratios
-PLOTS = (("test_accuracy", "test accuracy (best validation epoch)", "test_accuracy"),
-         ("gap", "train - validation accuracy (best validation epoch)", "gap"),
-         ("seconds_per_epoch", "seconds per epoch (training + validation)", "seconds"))
-
-
 class StudyError(Exception):
   """A results file that cannot be used as asked; the message says what to do."""
 
@@ -116,12 +113,12 @@ def parse_args(argv=None):
   p.add_argument("--regularised", choices=tuple(REGULARISED), default="both",
                  help="without (no), with (yes) or both: dropout --dropout plus residual "
                       "connections between layers")
-  p.add_argument("--dropout", type=config._number(float, 0.0, low_ok=False, high=1.0),
+  p.add_argument("--dropout", type=cli.number(float, 0.0, low_ok=False, high=1.0),
                  default=0.2, help="the dropout rate of the regularised runs")
-  p.add_argument("--epochs", type=config._number(int, 1), default=3)
-  p.add_argument("--limit-train", type=config._number(int, 0), default=0, metavar="N",
+  p.add_argument("--epochs", type=cli.number(int, 1), default=3)
+  p.add_argument("--limit-train", type=cli.number(int, 0), default=0, metavar="N",
                  help="the first N training reviews (0 = all 25,000), 20%% held out")
-  p.add_argument("--limit-test", type=config._number(int, 0), default=0, metavar="N",
+  p.add_argument("--limit-test", type=cli.number(int, 0), default=0, metavar="N",
                  help="the first N test reviews (0 = all 25,000)")
   p.add_argument("--data-dir", help="tfds data dir; else $TFDS_DATA_DIR, else "
                                     "~/tensorflow_datasets")
@@ -137,7 +134,7 @@ def settings(args):
   """What every run of the study shares; a results file holds rows of one setting."""
   return {"epochs": args.epochs, "limit_train": args.limit_train,
           "limit_test": args.limit_test, "dropout": args.dropout, "probe_rows": PROBE_ROWS,
-          **{k: config.DEFAULTS[k] for k in ("embed", "vocab", "maxlen", "pooling",
+          **{k: configs.DEFAULTS[k] for k in ("embed", "vocab", "maxlen", "pooling",
                                              "batch_size", "lr", "schedule", "clip",
                                              "val_split", "select", "eval_batch_size")}}
 
@@ -147,10 +144,6 @@ def points(args):
   return [dict(cell=c, width=w, regularised=r, depth=d, seed=s)
           for s in args.seeds for w in args.widths for c in args.cells
           for r in REGULARISED[args.regularised] for d in args.depths]
-
-
-def key(row):
-  return tuple(row[k] for k in KEY)
 
 
 # ---------------------------------------------------------------- the results file
@@ -298,7 +291,7 @@ def probe_batch(data, s):
 def run_config(point, s):
   """The trainer's configuration for one point."""
   reg = point["regularised"]
-  return {**config.DEFAULTS, **{k: s[k] for k in s if k in config.DEFAULTS},
+  return {**configs.DEFAULTS, **{k: s[k] for k in s if k in configs.DEFAULTS},
           "cell": point["cell"], "hidden": (point["width"],) * point["depth"],
           "dropout": s["dropout"] if reg else 0.0, "residual": reg, "seed": point["seed"],
           "out": None}
@@ -363,8 +356,8 @@ def failed_row(point, s, error):
 
 def run_study(args, s, results, todo):
   """Trains the `todo` points, writing the file after each; returns an exit status."""
-  data_dir = input_pipeline.resolve_data_dir(args.data_dir)
-  input_pipeline.check_data_dir(data_dir)  # fail fast, before the slow reads
+  data_dir = imdb_text.resolve_data_dir(args.data_dir)
+  imdb_text.check_data_dir(data_dir)  # fail fast, before the slow reads
   results["settings"] = s
   results["sessions"].append({**provenance.collect(), "device": trainer.device_name()})
   t_load = time.perf_counter()
@@ -402,129 +395,6 @@ def run_study(args, s, results, todo):
   return 0
 
 
-# ---------------------------------------------------------------- summary and plots
-
-def groups(rows):
-  """{(cell, width, regularised, depth): [rows of its seeds]}, finished runs only."""
-  out = {}
-  for row in rows:
-    if row["status"] == "ok":
-      out.setdefault(key(row)[:4], []).append(row)
-  return dict(sorted(out.items()))
-
-
-def spread(values):
-  """(mean, min, max) over the seeds."""
-  return float(np.mean(values)), float(np.min(values)), float(np.max(values))
-
-
-def _cell(values, digits):
-  mean, low, high = spread(values)
-  if len(values) == 1:
-    return f"{mean:.{digits}f}"
-  return f"{mean:.{digits}f} ± {(high - low) / 2:.{digits}f}"
-
-
-def _ratio(values):
-  mean, low, high = spread(values)
-  return f"{mean:.2g}" if low == high else f"{mean:.2g} ({low:.2g}-{high:.2g})"
-
-
-def summary(results):
-  """The markdown table: one line per (cell, width, regularised, depth), mean ± half the
-  range over its seeds; above it, what the runs were and where they ran."""
-  rows, s = results["rows"], results["settings"]
-  if not rows:
-    return "no runs in the file yet"
-  sessions = results["sessions"]
-  used = sorted({r["session"] for r in rows})
-  where = "; ".join(sorted({f"{sessions[i]['cpu']} ({sessions[i]['cpus_usable']} CPUs "
-                            f"usable), jax {sessions[i]['jax']}, commit "
-                            f"{(sessions[i]['git_commit'] or 'unknown')[:10]}"
-                            for i in used}))
-  dates = sorted(r["finished_utc"][:10] for r in rows)
-  ok = [r for r in rows if r["status"] == "ok"]
-  sizes = (f"{ok[0]['n_train']:,} train / {ok[0]['n_val']:,} validation / "
-           f"{ok[0]['n_test']:,} test reviews" if ok else "")
-  lines = [
-      f"IMDB, {s['epochs']} epoch{'s' * (s['epochs'] > 1)}, {sizes}, the last {s['maxlen']} tokens, vocabulary "
-      f"{s['vocab']}, embedding {s['embed']}, batch {s['batch_size']}, Adam {s['lr']}; "
-      f"regularised: dropout {s['dropout']} and residual connections. Mean ± half the "
-      f"range over the seeds (gradient ratios: mean (min-max)). {where}; "
-      f"{dates[0]} to {dates[-1]}.", "",
-      "| cell | width | regularised | depth | RNN params | seeds | best val acc | "
-      "test acc | train - val gap | s / epoch | grad layer 0 / top, init | "
-      "grad layer 0 / top, end |",
-      "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
-  for (cell, width, reg, depth), runs in groups(rows).items():
-    col = lambda field: [r[field] for r in runs]
-    lines.append(
-        f"| {cell.upper()} | {width} | {'yes' if reg else 'no'} | {depth} | "
-        f"{runs[0]['rnn_params']:,} | {len(runs)} | {_cell(col('best_val_accuracy'), 4)} | "
-        f"{_cell(col('test_accuracy'), 4)} | {_cell(col('gap'), 4)} | "
-        f"{_cell(col('seconds_per_epoch'), 1)} | {_ratio(col('grad_ratio_init'))} | "
-        f"{_ratio(col('grad_ratio_end'))} |")
-  failed = [r for r in rows if r["status"] != "ok"]
-  if failed:
-    lines += ["", "Diverged (left out above): " + ", ".join(
-        " ".join(f"{k}={r[k]}" for k in KEY) for r in failed)]
-  return "\n".join(lines)
-
-
-def lines_by_setup(rows):
-  """{(cell, width, regularised): {depth: [rows]}}: one plotted line each."""
-  out = {}
-  for (cell, width, reg, depth), runs in groups(rows).items():
-    out.setdefault((cell, width, reg), {})[depth] = runs
-  return out
-
-
-def plot(results, out):
-  """One PNG per metric in PLOTS next to the JSON, and one of the gradient ratios at
-  initialisation and after training; returns their paths."""
-  import matplotlib
-  matplotlib.use("Agg")  # files only, no display
-  import matplotlib.pyplot as plt
-  stem = os.path.splitext(out)[0]
-  setups = lines_by_setup(results["rows"])
-  depths = sorted({d for by_depth in setups.values() for d in by_depth})
-  paths = []
-
-  def draw(ax, field):
-    colours = {}
-    for i, ((cell, width, reg), by_depth) in enumerate(setups.items()):
-      xs = sorted(by_depth)
-      means, lows, highs = np.array([spread([r[field] for r in by_depth[d]]) for d in xs]).T
-      shift = 0.04 * (i - (len(setups) - 1) / 2)  # apart, so that the bars do not hide
-      ax.errorbar(np.add(xs, shift), means, yerr=[means - lows, highs - means], fmt="o",
-                  color=colours.setdefault((cell, width), f"C{len(colours)}"), capsize=3,
-                  linestyle="--" if reg else "-",
-                  label=f"{cell.upper()} {width}{', regularised' if reg else ''}")
-    ax.set(xlabel="depth (recurrent layers)", xticks=depths)
-    ax.grid(alpha=0.3, which="both")
-
-  def save(fig, suffix):
-    fig.tight_layout()
-    paths.append(f"{stem}_{suffix}.png")
-    fig.savefig(paths[-1], dpi=80)
-    plt.close(fig)
-
-  for field, label, suffix in PLOTS:
-    fig, ax = plt.subplots(figsize=(6.5, 4))
-    draw(ax, field)
-    ax.set(ylabel=label, title="IMDB: mean over seeds, bars from min to max")
-    ax.legend(fontsize=8)
-    save(fig, suffix)
-  fig, axes = plt.subplots(1, 2, figsize=(11, 4), sharey=True)
-  for ax, when, moment in zip(axes, ("init", "end"), ("at initialisation", "after training")):
-    draw(ax, f"grad_ratio_{when}")
-    ax.set(yscale="log", title=f"gradient reaching layer 0 / the top layer, {moment}")
-  axes[0].set_ylabel("mean ||dLoss/dh_t||: layer 0 / top")
-  axes[1].legend(fontsize=8)
-  save(fig, "gradients")
-  return paths
-
-
 # ---------------------------------------------------------------- main
 
 def show(results, args):
@@ -546,7 +416,7 @@ def study(results, args):
     print(f"nothing to do: all {len(points(args))} runs asked for are in {args.out} "
           f"(--plot-only redraws the plots)")
     return 0
-  allocator.keep_freed_memory()  # the trainer's setting; see imdb/allocator.py
+  allocator.keep_freed_memory()  # the trainer's setting; see examples/common/allocator.py
   status = run_study(args, s, results, todo)
   if not status:
     print("wrote " + ", ".join(plot(results, args.out)))
@@ -559,7 +429,7 @@ def main(argv=None):
   try:
     results = read_results(args.out)
     return show(results, args) if args.plot_only or args.summary else study(results, args)
-  except (StudyError, input_pipeline.DataError) as e:
+  except (StudyError, imdb_text.DataError) as e:
     print(f"error: {e}", file=sys.stderr)
     return EXIT_ERROR
   except KeyboardInterrupt:  # outside an epoch (compiling, testing): that run is redone

@@ -7,8 +7,8 @@ travelled T-1-t steps back in time (and down from the top layer). Then repeats t
 RNN with its recurrent kernel scaled up (x2.5: exploding; x3: overflowing float32) and
 shows what `optax.clip_by_global_norm` does to the parameter gradients.
 
-    python examples/gradient_flow.py                # writes examples/figures/gradient_flow_*
-    python examples/gradient_flow.py --out /tmp/gf  # elsewhere
+    python -m studies.gradient_flow                 # writes studies/results/gradient_flow/
+    python -m studies.gradient_flow --out /tmp/gf   # elsewhere
 
 The loss is a fixed linear read-out of the top layer's last output, summed over the batch:
 loss = sum_b y_{T-1,b} . v with ||v|| = 1, so the gradient at the loss has norm exactly 1
@@ -31,9 +31,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.colors import LogNorm  # noqa: E402
 
 import deeprnn_jax as drnn  # noqa: E402
-
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "imdb"))
-import provenance  # noqa: E402
+from examples.common import provenance  # noqa: E402
 
 CELLS = {  # name: (cell, nonlinearity)
     "tanh RNN": ("rnn", "tanh"),
@@ -48,7 +46,8 @@ CEILING = 1e12  # colour ceiling, 1/FLOOR: white in the colour map is a norm of 
 
 def parse_args():
   p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-  p.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "figures"))
+  p.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "results",
+                                              "gradient_flow"))
   p.add_argument("--layers", type=int, default=4)  # L
   p.add_argument("--time", type=int, default=200)  # T
   p.add_argument("--width", type=int, default=32)  # H, and the input width
@@ -204,9 +203,9 @@ def main():
   runs = measure(args)
   print(f"distances {[0, 50, 100, args.time - 1]} steps back from the loss:")
   rows = summary(runs, args)
-  plot_heatmaps(runs, args, os.path.join(args.out, "gradient_flow_heatmaps.png"))
-  plot_curves(runs, args, os.path.join(args.out, "gradient_flow_curves.png"))
-  plot_exploding(runs, args, os.path.join(args.out, "gradient_flow_exploding.png"))
+  plot_heatmaps(runs, args, os.path.join(args.out, "heatmaps.png"))
+  plot_curves(runs, args, os.path.join(args.out, "curves.png"))
+  plot_exploding(runs, args, os.path.join(args.out, "exploding.png"))
   record = {
       "config": {k: v for k, v in vars(args).items() if k != "out"},
       "recurrent_inits": INITS,
@@ -217,11 +216,11 @@ def main():
                       for k, r in runs.items()},
       "device": jax.devices()[0].device_kind,
       "jax": jax.__version__,
-      "provenance": provenance.collect(),  # date, CPU, commit, clean tree: claims.py names it
+      "provenance": provenance.collect(),  # date, CPU, commit, clean tree: the docs name it
   }
-  with open(os.path.join(args.out, "gradient_flow.json"), "w") as f:
+  with open(os.path.join(args.out, "results.json"), "w") as f:
     json.dump(record, f, indent=1)
-  print(f"wrote {args.out}/gradient_flow_*.png and gradient_flow.json "
+  print(f"wrote {args.out}/*.png and results.json "
         f"in {time.perf_counter() - start:.1f} s")
 
 

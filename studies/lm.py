@@ -1,8 +1,8 @@
 """When does depth pay? Our stacked LSTM language model at depths 1-4, and the PyTorch peer.
 
-    python examples/lm/study.py --minutes 10                  # the whole study
-    python examples/lm/study.py --minutes 10 -- --dropout 0.3 --vocab 20000
-    python examples/lm/study.py --depths 1,2 --train-tokens 4000 --epochs 1 \\
+    python -m studies.lm --minutes 10                  # the whole study
+    python -m studies.lm --minutes 10 -- --dropout 0.3 --vocab 20000
+    python -m studies.lm --depths 1,2 --train-tokens 4000 --epochs 1 \\
         --results /tmp/smoke.json -- --vocab 500 --val-reviews 10 --test-reviews 10
 
 Two configurations per depth L (--setups):
@@ -14,8 +14,8 @@ Two configurations per depth L (--setups):
                 layer; E = --embed). Only the recurrent stack, the part depth changes, is
                 matched: the embedding and the softmax, which the vocabulary dominates, are
                 not (every row reports the model's total "params").
-Both implementations (--impls) run every point: train.py (impl "jax") and torch_peer.py
-(impl "torch"), as separate processes, with the same flags.
+Both implementations (--impls) run every point: `python -m examples.lm.main` (impl "jax")
+and `python -m studies.lm_torch` (impl "torch"), as separate processes, with the same flags.
 
 Size: with --minutes M (the default mode), each configuration is first timed by a short
 run of our implementation (two epochs of --probe-tokens; the second epoch's speed
@@ -33,7 +33,7 @@ Each finished point appends a row to --results (a JSON file: {"rows": [...], "pr
 seconds_per_epoch, tokens_per_s, epochs, tokens_per_epoch, cpu, jax and torch versions, git
 commit, and the point's key. A point whose key is already there is skipped, so the
 study continues where it stopped when relaunched with the same flags, across sessions;
-an interrupted train.py point continues from its checkpoint in --runs. The plot
+an interrupted point of ours continues from its checkpoint in --runs. The plot
 (--results with .png) shows test perplexity and tokens/s against depth for each
 configuration and implementation. Measure on a quiet machine: the tokens/s of a busy
 one say little.
@@ -46,11 +46,12 @@ import shlex
 import subprocess
 import sys
 
-import config
+from examples.lm import report  # no JAX: the docs render this study's tables
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+CHECKOUT = os.path.dirname(HERE)  # where `python -m` finds examples and studies
 SETUPS = ("equal_width", "equal_params")
-IMPLS = {"jax": "train.py", "torch": "torch_peer.py"}
+IMPLS = {"jax": "examples.lm.main", "torch": "studies.lm_torch"}
 OWN_FLAGS = ("--hidden", "--layers", "--epochs", "--limit-train-tokens", "--out", "--resume",
              "--sample")
 
@@ -128,8 +129,8 @@ def parser():
   p.add_argument("--epochs", type=_positive, default=3, help="epochs per point (3)")
   p.add_argument("--probe-tokens", type=_positive, default=50000,
                  help="tokens of the two-epoch timing run of each configuration (50000)")
-  p.add_argument("--results", default=os.path.join(HERE, "results", "study.json"),
-                 help="the JSON file of rows (examples/lm/results/study.json); the plot "
+  p.add_argument("--results", default=os.path.join(HERE, "results", "lm", "study.json"),
+                 help="the JSON file of rows (studies/results/lm/study.json); the plot "
                       "goes beside it, as .png")
   p.add_argument("--runs", help="where each point's --out goes (default: beside --results, "
                                 "in <results name>_runs/)")
@@ -162,9 +163,9 @@ def find(entries, key):
 def run_trainer(impl, flags, out):
   """Runs one trainer process (its output shown as it comes); its metrics, None if it
   failed."""
-  command = [sys.executable, os.path.join(HERE, IMPLS[impl]), *flags, "--out", out]
+  command = [sys.executable, "-m", IMPLS[impl], *flags, "--out", os.path.abspath(out)]
   print(f"\n$ {shlex.join(command)}", flush=True)
-  if subprocess.run(command).returncode != 0:
+  if subprocess.run(command, cwd=CHECKOUT).returncode != 0:
     return None
   with open(os.path.join(out, "metrics.json")) as f:
     metrics = json.load(f)
@@ -215,7 +216,6 @@ def run_point(args, impl, widths, setups, base, results, runs):
   if metrics is None:
     print(f"point {impl} {widths} failed; relaunch the study to retry it", file=sys.stderr)
     return False
-  import report
   results["rows"].append({**report.row(metrics), "setups": setups, "key": key})
   save_results(args.results, results)
   return True
@@ -296,7 +296,8 @@ def main(argv=None):
     p.error(f"flags after --: {', '.join(own)} are set by the study per point; expected "
             f"none of {', '.join(OWN_FLAGS)}")
   base = ["--vocab-text", "corpus", *base]  # after --, --vocab-text train overrides this
-  _, cfg = config.parse(base)  # checks the trainers' flags before hours of work
+  from examples.lm import main as lm_main  # imports JAX: only to run the study
+  _, cfg = lm_main.parse(base, default_out=False)  # checks the trainers' flags before hours of work
   points = plan(args, cfg["embed"])
   runs = args.runs or os.path.splitext(args.results)[0] + "_runs"
   for widths, setups in points:

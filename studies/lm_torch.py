@@ -1,14 +1,14 @@
-"""The same language model and data in PyTorch, for comparing against train.py.
+"""The same language model and data in PyTorch, for comparing against examples/lm.
 
-    python examples/lm/torch_peer.py --limit-train-tokens 2000000 --out runs/lm_torch
+    python -m studies.lm_torch --limit-train-tokens 2000000 --out runs/lm_torch
 
-It reads train.py's flags (config.py) and the same batches from the same input pipeline:
+It reads examples/lm's flags (main.py) and the same batches from the same input pipeline:
 nn.Embedding -> nn.LSTM(num_layers=L, dropout=...) -> nn.Linear, dropout on the word
 vectors and the top outputs, every weight U(-init_range, init_range), biases zero but the
 forget gate's (1, as our LSTM's), the same optimizer (Adam or SGD, cosine-decayed or
 constant), global-norm clipping and truncated BPTT with the state carried and detached
 between chunks (PyTorch's word_language_model). It writes metrics.json and curves.png in
-train.py's format ("impl": "torch"), with tokens/s measured the same way: training time
+examples/lm's format ("impl": "torch"), with tokens/s measured the same way: training time
 only, without validation. No checkpoints: a run is one process (--resume is refused);
 --sample is not implemented here.
 """
@@ -21,11 +21,11 @@ import time
 import torch
 from torch import nn
 
-import config
-import input_pipeline
-import report
-import reuse  # noqa: F401 -- puts examples/imdb on sys.path
-import provenance  # the IMDB example's
+from examples.common import imdb_text
+from examples.common import provenance
+from examples.lm import input_pipeline
+from examples.lm import main as lm_main
+from examples.lm import report
 
 
 class TorchLM(nn.Module):
@@ -120,7 +120,7 @@ def evaluate(net, ids, cfg, what):
 
 
 def epoch_record(epoch, sums, steps, val, val_seconds):
-  """The epoch's line of history, with train.py's keys."""
+  """The epoch's line of history, with examples/lm/train.py's keys."""
   nll, tokens, seconds = sums
   return {"epoch": epoch, "loss": nll / tokens, "perplexity": report.perplexity(nll, tokens),
           "val_loss": val["loss"], "val_perplexity": val["perplexity"], "tokens": tokens,
@@ -136,7 +136,8 @@ def metrics(cfg, history, net, origin, test=None):
 
 
 def main(argv=None):
-  _, cfg = config.parse(argv, "The IMDB language model of train.py, in PyTorch.")
+  _, cfg = lm_main.parse(argv, "The IMDB language model of examples/lm, in PyTorch.",
+                         prog="python -m studies.lm_torch")
   if cfg["resume"]:
     raise ValueError("--resume: the PyTorch peer keeps no checkpoints; run it from the start")
   origin = {**provenance.collect(sys.argv[1:] if argv is None else argv),
@@ -166,6 +167,6 @@ def main(argv=None):
 if __name__ == "__main__":
   try:
     sys.exit(main())
-  except (ValueError, input_pipeline.DataError) as e:
+  except (ValueError, imdb_text.DataError) as e:
     print(f"error: {e}", file=sys.stderr)
     sys.exit(2)

@@ -3,7 +3,7 @@
 Each row is (what is wrong, how it is called, the error type, fragments of the message).
 The fragments are chosen so that each message names the argument, says what was expected
 and shows what came. The library rows call the public API; the trainer rows call
-`examples/imdb/train.py`'s `run_main(argv)` in-process (argparse errors exit with status 2
+`python -m examples.imdb.main`'s `run_main(argv)` in-process (argparse errors exit with status 2
 and a usage message; data and checkpoint errors print `error: ...` and return 2).
 
 `python tests/test_bad_inputs.py > tests/BAD_INPUTS.md` regenerates the Markdown table
@@ -379,10 +379,10 @@ def _old_checkpoint(tmp):
 def _saved_run(tmp, **config_change):
   """A checkpoint as the trainer writes it (global step 5), for the seed model, configured
   by the flags the trainer would have been given (`config_change`)."""
-  import checkpoint
-  import config
+  from examples.common import checkpoint
+  from examples.imdb import configs
   meta = {"rng": [0, 0], "epoch": 1, "step": 0, "global_step": 5, "sums": {}, "history": [],
-          "best": None, "config": {**config.DEFAULTS, "hidden": [5, 5], **config_change}}
+          "best": None, "config": {**configs.DEFAULTS, "hidden": [5, 5], **config_change}}
   checkpoint.save(str(tmp / "run"), 5, {"params": {"w": np.zeros((2, 3), np.float32)}}, meta)
 
 
@@ -446,19 +446,14 @@ TRAINER = [
                 ["--preset", "invalid choice: 'foo'", "'strong'"]),
     TrainerCase("--pooling foo", ["--pooling", "foo"], _nothing, "usage",
                 ["--pooling", "invalid choice: 'foo'", "'meanmax'"]),
-    TrainerCase("$DEEPRNN_TEST_FAULT=boom:3 (the trainer's test hook)",
-                ["--data-dir", "{tmp}/no-data"], _nothing, "error",
-                ["$DEEPRNN_TEST_FAULT", "expected KIND:N", "nan, sigint, sigkill",
-                 "got 'boom:3'"], env={"DEEPRNN_TEST_FAULT": "boom:3"}),
-    TrainerCase("$DEEPRNN_TEST_FAULT=sigkill:0", ["--data-dir", "{tmp}/no-data"], _nothing,
-                "error", ["$DEEPRNN_TEST_FAULT", "N a step or save count >= 1",
-                          "got 'sigkill:0'"], env={"DEEPRNN_TEST_FAULT": "sigkill:0"}),
     TrainerCase("an unknown flag (--hiden)", ["--hiden", "5"], _nothing, "usage",
                 ["unrecognized arguments: --hiden"]),
     TrainerCase("--resume without --out", ["--resume"], _nothing, "usage",
                 ["--resume needs --out DIR"]),
-    TrainerCase("--ckpt-every without --out", ["--ckpt-every", "5"], _nothing, "usage",
-                ["--ckpt-every needs --out DIR"]),
+    TrainerCase("--coordinator without --out",
+                ["--coordinator", "127.0.0.1:1234", "--num-processes", "2", "--process-id",
+                 "0"], _nothing, "usage",
+                ["--coordinator needs --out DIR", "one directory for all the processes"]),
     TrainerCase("--data-dir that does not exist, --no-download",
                 ["--data-dir", "{tmp}/nowhere", "--no-download"], _nothing,
                 "error", ["the data dir does not exist", "--data-dir", "TFDS_DATA_DIR",
@@ -509,9 +504,8 @@ TRAINER = [
 
 @functools.cache
 def trainer_module():
-  sys.path.insert(0, str(REPO / "examples" / "imdb"))
-  import train
-  return train
+  from examples.imdb import main
+  return main
 
 
 def data_dir():
@@ -540,7 +534,7 @@ def _environ(values):
 
 def run_trainer(case, tmp, capsys):
   """Runs the trainer on the row's argv: (what kind of error, its message)."""
-  train = trainer_module()
+  main = trainer_module()
   case.setup(tmp)
   argv = [a.replace("{tmp}", str(tmp)).replace("{data}", str(DATA_DIR)) for a in case.argv]
   if case.error == "usage":  # should a bad flag get through, stop at the data, not train
@@ -550,18 +544,15 @@ def run_trainer(case, tmp, capsys):
     if flag not in argv:
       argv += [flag, "off"]
   capsys.readouterr()
-  prog, sys.argv[0] = sys.argv[0], "train.py"  # argparse names the program after it
   try:
     with _environ(case.env):
-      code = train.run_main(argv)
+      code = main.run_main(argv)
   except SystemExit as e:  # argparse: usage and message on stderr, status 2
     err = capsys.readouterr().err
     assert e.code == 2, err
     return "usage", err
-  finally:
-    sys.argv[0] = prog
   err = capsys.readouterr().err
-  assert code == train.EXIT_ERROR, (code, err)
+  assert code == main.train.EXIT_ERROR, (code, err)
   return "error", err
 
 
@@ -677,7 +668,7 @@ def test_trainer_bad_input(case, tmp_path, capsys, monkeypatch):
       pytest.fail("CI must run every row: no IMDB data in $TFDS_DATA_DIR")
     pytest.skip("no IMDB data ($TFDS_DATA_DIR or ../shared/tensorflow_datasets)")
   monkeypatch.delenv("TFDS_DATA_DIR", raising=False)
-  monkeypatch.delenv("DEEPRNN_TEST_FAULT", raising=False)  # only the rows that set it
+  monkeypatch.chdir(tmp_path)  # where a default runs/imdb/<date-time> would go
   kind, message = run_trainer(case, tmp_path, capsys)
   assert kind == case.error, message
   assert "Traceback" not in message
@@ -685,6 +676,7 @@ def test_trainer_bad_input(case, tmp_path, capsys, monkeypatch):
   assert not missing, f"message {message!r} lacks {missing}"
   assert not (tmp_path / "run").exists() or case.setup is not _nothing, \
       "a failed start must not create the output directory"
+  assert not (tmp_path / "runs").exists(), "nor the default one"
   assert_row_in_table(trainer_row(case, kind, message, tmp_path), case.what)
 
 
@@ -751,8 +743,9 @@ def markdown(tmp_root):
            "what was expected and what came.", "",
            summary(sum(map(_clear, library)), sum(map(_clear, trainer))), "",
            "## Library", "", "| bad input | error | message |", "|---|---|---|", *library,
-           "", "## Trainer (`python examples/imdb/train.py ...`)", "",
-           "`usage`: argparse prints the usage line and `train.py: error: ...`, exit status 2. "
+           "", "## Trainer (`python -m examples.imdb.main ...`)", "",
+           "`usage`: argparse prints the usage line and `python -m examples.imdb.main: "
+           "error: ...`, exit status 2. "
            "`error`: the trainer prints `error: ...` (no traceback), exit status 2. "
            "TMP stands for the test's temporary directory.", "",
            "| bad input | error | message |", "|---|---|---|", *trainer]
@@ -760,8 +753,8 @@ def markdown(tmp_root):
 
 
 if __name__ == "__main__":
+  sys.path.insert(0, str(REPO))  # the checkout, for `examples` (pytest: pythonpath = ".")
   jax.config.update("jax_numpy_dtype_promotion", "strict")
   os.environ.pop("TFDS_DATA_DIR", None)
-  os.environ.pop("DEEPRNN_TEST_FAULT", None)  # only the rows that set it
   with tempfile.TemporaryDirectory() as root:
     print(markdown(root), end="")

@@ -1,14 +1,11 @@
 """The trainers' --compile-cache setting: which directory, and JAX's settings restored."""
 
 import os
-import pathlib
-import sys
 
 import jax
 import pytest
 
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "examples" / "imdb"))
-import compile_cache  # noqa: E402
+from examples.common import compile_cache
 
 
 def test_setting_names_the_directory(monkeypatch, tmp_path):

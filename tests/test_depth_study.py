@@ -1,4 +1,4 @@
-"""The depth study (examples/depth_study.py) on a tiny slice of the real data.
+"""The depth study (studies/depth.py) on a tiny slice of the real data.
 
 One study of two runs (a tanh RNN of width 4, depths 1 and 2, 1 epoch on 240 reviews;
 the cheapest to compile: no gates, and unregularised, as dropout makes the train step
@@ -10,19 +10,15 @@ except under CI, where they fail.
 
 import json
 import math
-import pathlib
-import sys
 
 import jax
 import numpy as np
 import pytest
 
-REPO = pathlib.Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "examples"))
-import depth_study  # noqa: E402
-import input_pipeline  # noqa: E402  (examples/imdb, put on the path by depth_study)
-import train as trainer  # noqa: E402
-from test_imdb import find_data_dir  # noqa: E402
+from examples.imdb import input_pipeline
+from examples.imdb import train as trainer
+from studies import depth as depth_study
+from trainer_helpers import find_data_dir
 
 GRID = ["--cells", "rnn", "--widths", "4", "--depths", "1,2", "--seeds", "0",
         "--regularised", "no", "--epochs", "1", "--limit-train", "300",
@@ -162,11 +158,11 @@ def test_other_settings_are_refused_not_mixed(study, capsys):
 def test_plots_and_summary(study, capsys):
   args, out, _ = study
   for name in PLOTS:
-    png = out.with_name(f"depth_{name}.png")
+    png = out.with_name(f"{name}.png")
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     png.unlink()
   assert study_main(["--out", str(out), "--plot-only", "--summary"]) == 0
-  assert all(out.with_name(f"depth_{name}.png").exists() for name in PLOTS)
+  assert all(out.with_name(f"{name}.png").exists() for name in PLOTS)
   text = capsys.readouterr().out
   table = [line for line in text.splitlines() if line.startswith("|")]
   assert len(table) == 2 + 2  # header, separator, one line per depth
@@ -192,8 +188,9 @@ def test_regularised_runs_get_dropout_and_residual_connections():
   assert (cfg["dropout"], cfg["residual"], cfg["hidden"], cfg["seed"]) == (0.2, True, (5,) * 3, 2)
   plain = depth_study.run_config({**point, "regularised": False}, s)
   assert (plain["dropout"], plain["residual"]) == (0.0, False)
-  assert "residual" in depth_study.config.FROZEN
-  assert depth_study.config.parse(["--residual"])[1]["residual"] is True
+  assert "residual" in depth_study.configs.FROZEN
+  from examples.imdb import main
+  assert main.parse(["--residual"])[1]["residual"] is True
   tokens = np.arange(2, 26, dtype=np.int32).reshape(2, 12)
   lengths = np.array([12, 7], np.int32)
   # the study's shapes and promotion: the eager ops of init are compiled already

@@ -2,9 +2,9 @@
 
 No network: the test writes a small aclImdb_v1.tar.gz (the real one's layout, synthetic
 reviews whose words tell the classes apart), serves it on 127.0.0.1 and points the
-trainer at it with --download-url. The trainer runs as a subprocess, as a user runs it;
-so does the check that reads the prepared splits back, which keeps tfds' preparing and
-TensorFlow out of the pytest process. They need TensorFlow, a declared dependency of
+trainer at it with --download-url. The first run is a subprocess, as a user runs it;
+so is the check that reads the prepared splits back, which keeps tfds' preparing and
+TensorFlow out of the pytest process; the runs that prepare nothing run in it. They need TensorFlow, a declared dependency of
 the examples: nothing here skips.
 """
 
@@ -13,7 +13,6 @@ import http.server
 import io
 import json
 import os
-import pathlib
 import socket
 import subprocess
 import sys
@@ -23,11 +22,12 @@ import threading
 
 import pytest
 
-REPO = pathlib.Path(__file__).resolve().parents[1]
-TRAIN = REPO / "examples" / "imdb" / "train.py"
+from trainer_helpers import REPO, run_in_process
+
+TRAIN = ["-m", "examples.imdb.main"]
 PER_CLASS = 20  # reviews per class in each labelled split
 UNSUP = 4
-# the smallest run that still trains: one epoch of 40 reviews in 5 steps
+# the smallest run that still trains: one epoch of 32 training reviews in 4 steps
 ARGS = ["--epochs", "1", "--limit-train", "40", "--limit-test", "40", "--batch-size", "8",
         "--eval-batch-size", "40", "--hidden", "4", "--embed", "4", "--vocab", "40",
         "--maxlen", "12"]
@@ -99,7 +99,7 @@ def env(tmp_path_factory):
   compilation cache, so that the second training run skips compiling."""
   environ = {k: v for k, v in os.environ.items()
              if k not in ("TFDS_DATA_DIR", "DEEPRNN_TEST_FAULT")}
-  return {**environ, "JAX_COMPILATION_CACHE_DIR": str(tmp_path_factory.mktemp("jax_cache")),
+  return {**environ, "PYTHONPATH": str(REPO), "JAX_COMPILATION_CACHE_DIR": str(tmp_path_factory.mktemp("jax_cache")),
           "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0",
           "JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES": "0"}
 
@@ -124,10 +124,10 @@ READ_BACK = textwrap.dedent("""
 """)
 
 
-def test_first_run_downloads_prepares_and_trains(server, env, tmp_path):
+def test_first_run_downloads_prepares_and_trains(server, env, tmp_path, capsys):
   url, requests = server
   data_dir, out = tmp_path / "tfds", tmp_path / "run"
-  proc = run(env, [str(TRAIN), "--data-dir", str(data_dir), "--download-url", url,
+  proc = run(env, [*TRAIN, "--data-dir", str(data_dir), "--download-url", url,
               "--out", str(out), *ARGS])
   assert proc.returncode == 0, f"exit {proc.returncode}\n{proc.stdout}\n{proc.stderr}"
   assert f"Downloading imdb_reviews from {url} and preparing it in {data_dir}" in proc.stdout
@@ -153,33 +153,40 @@ def test_first_run_downloads_prepares_and_trains(server, env, tmp_path):
   assert sorted(splits["unsupervised"]) == sorted(
       [f"Unlabelled review {i}.", -1] for i in range(UNSUP))
 
-  # the second run finds the prepared copy: nothing is asked of the server
+  # the second run (in this process: it prepares nothing) finds the prepared copy and
+  # asks nothing of the server; the same --out continues the run
   before = len(requests)
-  proc = run(env, [str(TRAIN), "--data-dir", str(data_dir), "--download-url", url, *ARGS])
-  assert proc.returncode == 0, proc.stderr
-  assert "Downloading" not in proc.stdout and len(requests) == before
+  assert run_in_process("--data-dir", str(data_dir), "--download-url", url,
+                        "--out", str(out), "--epochs", "2", *ARGS[2:]) == 0
+  stdout = capsys.readouterr().out
+  assert "Downloading" not in stdout and len(requests) == before
+  assert "from epoch 2, global step 4" in stdout
 
 
-def test_unreachable_url_is_a_clear_error(env, tmp_path):
+def test_unreachable_url_is_a_clear_error(tmp_path, capsys, monkeypatch):
   data_dir = tmp_path / "tfds"
+  monkeypatch.chdir(tmp_path)  # where the default runs/imdb/<date-time> would go
   url = f"http://127.0.0.1:{closed_port()}/aclImdb_v1.tar.gz"
-  proc = run(env, [str(TRAIN), "--data-dir", str(data_dir), "--download-url", url, *ARGS])
-  assert proc.returncode == 2, proc.stderr
-  assert proc.stderr.startswith("error: could not reach ") and "Traceback" not in proc.stderr
+  assert run_in_process("--data-dir", str(data_dir), "--download-url", url, *ARGS) == 2
+  err = capsys.readouterr().err
+  assert err.startswith("error: could not reach ") and "Traceback" not in err
   for fragment in (url, "Connection refused", "--data-dir", "TFDS_DATA_DIR",
                    f"Looked in: {data_dir}"):
-    assert fragment in proc.stderr, fragment
-  assert not data_dir.exists()  # failed before writing anything
+    assert fragment in err, fragment
+  assert list(tmp_path.iterdir()) == []  # failed before writing anything
 
 
-def test_no_download_on_an_empty_dir_is_the_missing_data_error(server, env, tmp_path):
+def test_no_download_on_an_empty_dir_is_the_missing_data_error(server, tmp_path, capsys,
+                                                               monkeypatch):
   url, requests = server
   data_dir = tmp_path / "tfds"
   data_dir.mkdir()
+  monkeypatch.chdir(tmp_path)
   before = len(requests)
-  proc = run(env, [str(TRAIN), "--data-dir", str(data_dir), "--download-url", url,
-              "--no-download", *ARGS])
-  assert proc.returncode == 2, proc.stderr
-  assert proc.stderr.startswith("error: no prepared imdb_reviews ")
-  assert "Traceback" not in proc.stderr and f"Looked in: {data_dir}" in proc.stderr
+  assert run_in_process("--data-dir", str(data_dir), "--download-url", url,
+                        "--no-download", *ARGS) == 2
+  err = capsys.readouterr().err
+  assert err.startswith("error: no prepared imdb_reviews ")
+  assert "Traceback" not in err and f"Looked in: {data_dir}" in err
   assert len(requests) == before and not list(data_dir.iterdir())
+  assert [p.name for p in tmp_path.iterdir()] == ["tfds"]

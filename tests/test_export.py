@@ -2,24 +2,19 @@
 
 import json
 import os
-import pathlib
 import subprocess
 import sys
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 import pytest
 
 import deeprnn_jax as drnn
-
-REPO = pathlib.Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "examples" / "imdb"))
-import export  # noqa: E402
-import input_pipeline  # noqa: E402
-import model  # noqa: E402
-import train as trainer  # noqa: E402
-from test_imdb import find_data_dir  # noqa: E402
+from examples.imdb import export
+from examples.imdb import input_pipeline
+from examples.imdb import model
+from examples.imdb import train as trainer
+from trainer_helpers import find_data_dir, run_in_process
 
 VOCAB, MAXLEN = 50, 12
 # (batch, time): batch sizes 1, 3, 8; times short, exactly maxlen and past it
@@ -124,8 +119,7 @@ def test_trainer_exports_the_tested_params(tmp_path, capsys):
           "--batch-size", "32", "--eval-batch-size", "32", "--hidden", "4", "--embed", "8",
           "--vocab", "300", "--maxlen", "20", "--epochs", "1", "--out", str(out),
           "--export", path, "--compile-cache", "off", "--data-cache", "off"]  # in-process
-  with jax.numpy_dtype_promotion("standard"):  # optax's Adam: float ** int32
-    assert trainer.run_main(args) == 0
+  assert run_in_process(*args) == 0
   assert f"exported the inference function to {path}" in capsys.readouterr().out
   data = input_pipeline.load(data_dir, 300, 20, 0.2, 0, 64, 24)
   assert export.load_vocab(path) == data.vocab

@@ -2,11 +2,12 @@
 
 The data comes from $TFDS_DATA_DIR (CI sets it to ../shared/tensorflow_datasets), else
 ../shared/tensorflow_datasets next to the repository. Without it these tests skip, except
-under CI (the CI variable set), where they fail: CI must run them.
+under CI (the CI variable set), where they fail: CI must run them. The trainer's own
+short run, its outputs and its faults are tests/test_trainer_faults.py's;
+examples/imdb/train_test.py is the example's own smoke test.
 """
 
 import os
-import pathlib
 import re
 import sys
 
@@ -16,24 +17,13 @@ import numpy as np
 import pytest
 
 import deeprnn_jax as drnn
-
-REPO = pathlib.Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "examples" / "imdb"))
-import input_pipeline  # noqa: E402
-import model  # noqa: E402
-import train as trainer  # noqa: E402
-
-
-def find_data_dir():
-  """The IMDB data dir, or skip (fail under CI) when it is absent."""
-  path = os.environ.get("TFDS_DATA_DIR") or str(REPO.parent / "shared" / "tensorflow_datasets")
-  try:
-    input_pipeline.check_data_dir(path)
-  except input_pipeline.DataError as e:
-    if os.environ.get("CI"):
-      pytest.fail(f"CI must run the IMDB tests: {e}")
-    pytest.skip(f"IMDB data not found: {e}")
-  return path
+from examples.common import imdb_text
+from examples.imdb import data_cache
+from examples.imdb import input_pipeline
+from examples.imdb import main
+from examples.imdb import model
+from examples.imdb import train as trainer
+from trainer_helpers import find_data_dir
 
 
 @pytest.fixture(scope="module")
@@ -43,7 +33,7 @@ def data_dir():
 
 @pytest.fixture(scope="module")
 def reviews(data_dir):
-  texts, labels = input_pipeline.load_split(data_dir, "train", limit=300)
+  texts, labels = imdb_text.load_split(data_dir, "train", limit=300)
   return texts, labels
 
 
@@ -131,7 +121,6 @@ def test_batches_cover_every_review_once_with_one_shape(data_dir):
 
 
 def test_data_cache_gives_back_what_was_encoded(data_dir, tmp_path, capsys):
-  import data_cache
   args = dict(vocab_size=500, maxlen=60, val_split=0.2, seed=0, limit_train=120, limit_test=30)
   fresh = input_pipeline.load(data_dir, **args)
   cached = [input_pipeline.load(data_dir, **args, cache_dir=str(tmp_path)) for _ in range(2)]
@@ -169,8 +158,8 @@ def test_reading_in_the_background_fills_the_cache_load_reads(data_dir, tmp_path
     for a, b in zip(getattr(cached, split), getattr(direct, split)):
       np.testing.assert_array_equal(a, b)
   assert cached.vocab == direct.vocab
-  assert input_pipeline.num_reviews(data_dir, "train") == 25000
-  assert input_pipeline.num_reviews(data_dir, "train", 150) == 150
+  assert imdb_text.num_reviews(data_dir, "train") == 25000
+  assert imdb_text.num_reviews(data_dir, "train", 150) == 150
   assert input_pipeline.split_sizes(150, 0.2) == (len(direct.train.labels), len(direct.val.labels))
 
 
@@ -319,11 +308,37 @@ def test_missing_or_broken_data_dir_gives_a_clear_message(tmp_path, capsys, monk
     (version / "imdb_reviews-train.array_record-00000-of-00001").write_bytes(b"junk")
   before = sorted(p for p in tmp_path.rglob("*"))
   monkeypatch.setenv("TFDS_DATA_DIR", str(root))  # through the variable, not the flag
-  assert trainer.run_main(["--limit-train", "10", "--no-download"]) == trainer.EXIT_ERROR
+  monkeypatch.chdir(tmp_path)  # where the default runs/imdb/<date-time> would go
+  assert main.run_main(["--limit-train", "10", "--no-download"]) == trainer.EXIT_ERROR
   err = capsys.readouterr().err
   assert err.startswith("error: ") and "Traceback" not in err
   assert "--data-dir" in err and "TFDS_DATA_DIR" in err and str(root) in err
   assert sorted(p for p in tmp_path.rglob("*")) == before  # nothing downloaded or written
+
+
+def test_the_data_dir_is_the_flag_the_variable_the_shared_copy_or_tfds_default(
+    tmp_path, monkeypatch):
+  """--data-dir, else $TFDS_DATA_DIR, else ../shared/tensorflow_datasets beside the
+  checkout when it holds a prepared imdb_reviews, else ~/tensorflow_datasets (where the
+  trainer downloads)."""
+  real = imdb_text.SHARED  # beside the checkout, the directory holding examples/
+  assert real == imdb_text.CHECKOUT.parent / "shared" / "tensorflow_datasets"
+  assert (imdb_text.CHECKOUT / "examples" / "imdb" / "main.py").is_file()
+  shared = tmp_path / "shared" / "tensorflow_datasets"
+  monkeypatch.setattr(imdb_text, "SHARED", shared)
+  monkeypatch.setenv("HOME", str(tmp_path / "home"))
+  monkeypatch.setenv("TFDS_DATA_DIR", str(tmp_path / "env"))
+  assert imdb_text.resolve_data_dir(str(tmp_path / "flag")) == str(tmp_path / "flag")
+  assert imdb_text.resolve_data_dir(None) == str(tmp_path / "env")
+  monkeypatch.delenv("TFDS_DATA_DIR")
+  assert imdb_text.resolve_data_dir(None) == str(tmp_path / "home" / "tensorflow_datasets")
+  shared.mkdir(parents=True)  # there, but empty: not used
+  assert imdb_text.resolve_data_dir(None) == str(tmp_path / "home" / "tensorflow_datasets")
+  version = shared / "imdb_reviews" / "plain_text" / "1.0.0"
+  version.mkdir(parents=True)
+  (version / "dataset_info.json").write_text("{}")
+  (version / "imdb_reviews-train.array_record-00000-of-00001").write_bytes(b"")
+  assert imdb_text.resolve_data_dir(None) == str(shared)
 
 
 def test_a_missing_dataset_is_prepared_unless_no_download(tmp_path, capsys, monkeypatch):
@@ -333,17 +348,18 @@ def test_a_missing_dataset_is_prepared_unless_no_download(tmp_path, capsys, monk
 
   def offline_prepare(data_dir, url):
     calls.append((data_dir, url))
-    raise input_pipeline.DataError("offline")
+    raise imdb_text.DataError("offline")
 
-  monkeypatch.setattr(input_pipeline, "prepare", offline_prepare)
+  monkeypatch.setattr(imdb_text, "prepare", offline_prepare)
   (tmp_path / "empty").mkdir()
+  monkeypatch.chdir(tmp_path)  # where the default runs/imdb/<date-time> would go
   root, mirror = str(tmp_path / "empty"), "http://mirror.example/aclImdb_v1.tar.gz"
   for extra in ([], ["--download"], ["--download-url", mirror]):
-    assert trainer.run_main(["--data-dir", root, "--limit-train", "10", *extra]) \
+    assert main.run_main(["--data-dir", root, "--limit-train", "10", *extra]) \
         == trainer.EXIT_ERROR
   assert calls == [(root, None), (root, None), (root, mirror)]
   assert capsys.readouterr().err.splitlines() == ["error: offline"] * 3
-  assert trainer.run_main(["--data-dir", root, "--limit-train", "10", "--no-download"]) \
+  assert main.run_main(["--data-dir", root, "--limit-train", "10", "--no-download"]) \
       == trainer.EXIT_ERROR
   assert len(calls) == 3 and "no prepared imdb_reviews" in capsys.readouterr().err
 
@@ -351,7 +367,7 @@ def test_a_missing_dataset_is_prepared_unless_no_download(tmp_path, capsys, monk
 def test_allocator_settings_take_on_glibc():
   """The trainer's malloc options are accepted where it runs on glibc (CI does)."""
   import platform
-  import allocator
+  from examples.common import allocator
   if not sys.platform.startswith("linux") or platform.libc_ver()[0] != "glibc":
     assert allocator.keep_freed_memory() is False
     return
@@ -362,14 +378,13 @@ def test_allocator_settings_take_on_glibc():
 def test_mesh_auto_takes_the_devices_that_split_both_batches(monkeypatch):
   """--mesh data=auto (the strong preset's): every device that divides both batch sizes,
   one device per core on a CPU; a bad --mesh names what it accepts."""
-  import config
-  import parallel
-  assert config.parse(["--mesh", "data=auto"])[1]["mesh"] == "auto"
-  assert config.parse(["--preset", "strong"])[1]["mesh"] == "auto"
+  from examples.imdb import parallel
+  assert main.parse(["--mesh", "data=auto"])[1]["mesh"] == "auto"
+  assert main.parse(["--preset", "strong"])[1]["mesh"] == "auto"
   monkeypatch.setattr(jax, "device_count", lambda: 4)
   cfg = {"batch_size": 128, "eval_batch_size": 512}
   assert parallel.auto_devices(cfg) == 4
   assert parallel.auto_devices({**cfg, "batch_size": 6}) == 2
   assert parallel.auto_devices({**cfg, "batch_size": 7}) == 1
   with pytest.raises(SystemExit):
-    config.parse(["--mesh", "data=all"])
+    main.parse(["--mesh", "data=all"])

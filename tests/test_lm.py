@@ -1,19 +1,15 @@
 """The IMDB language model (examples/lm) on slices of the real data: continuous batches,
 vocabulary, the state carried across chunks, perplexity, tied embeddings, a short
-training run with a relaunch, the PyTorch peer and the study's width rule.
+training run with a relaunch, the PyTorch peer (studies/lm_torch.py) and the study's
+width rule (studies/lm.py).
 
 The data comes from $TFDS_DATA_DIR (CI sets it to ../shared/tensorflow_datasets), else
 ../shared/tensorflow_datasets next to the repository. Without it these tests skip, except
 under CI (the CI variable set), where they fail: CI must run them.
 """
 
-import importlib
 import json
-import os
-import pathlib
 import re
-import subprocess
-import sys
 import types
 
 import jax
@@ -23,42 +19,22 @@ import optax
 import pytest
 
 import deeprnn_jax as drnn
+from examples.common import imdb_text
+from examples.lm import input_pipeline
+from examples.lm import main
+from examples.lm import model
+from examples.lm import report
+from examples.lm import train
+from studies import lm as study
+from trainer_helpers import find_data_dir
 
-REPO = pathlib.Path(__file__).resolve().parents[1]
-LM = REPO / "examples" / "lm"
-# examples/imdb has modules of the same names (config, input_pipeline, model, train), which
-# other test files import by those names in this process: ours are imported with
-# examples/lm first on the path and then taken out of sys.modules again, theirs put back
-NAMES = ("config", "input_pipeline", "model", "report", "reuse", "sampling", "study",
-         "torch_peer", "train")
-
-
-def import_lm(*names):
-  saved = {n: sys.modules.pop(n) for n in NAMES if n in sys.modules}
-  sys.path.insert(0, str(LM))
-  try:
-    return types.SimpleNamespace(**{n: importlib.import_module(n) for n in names})
-  finally:
-    sys.path.remove(str(LM))
-    for n in NAMES:
-      sys.modules.pop(n, None)
-    sys.modules.update(saved)
-
-
-lm = import_lm("config", "input_pipeline", "model", "report", "study", "train")
+lm = types.SimpleNamespace(input_pipeline=input_pipeline, model=model, report=report,
+                           study=study, train=train, main=main)
 
 
 @pytest.fixture(scope="module")
 def data_dir():
-  """The IMDB data dir, or skip (fail under CI) when it is absent."""
-  path = os.environ.get("TFDS_DATA_DIR") or str(REPO.parent / "shared" / "tensorflow_datasets")
-  try:
-    lm.input_pipeline.check_data_dir(path)
-  except lm.input_pipeline.DataError as e:
-    if os.environ.get("CI"):
-      pytest.fail(f"CI must run the language-model tests: {e}")
-    pytest.skip(f"IMDB data not found: {e}")
-  return path
+  return find_data_dir()
 
 
 @pytest.fixture(scope="module")
@@ -68,7 +44,7 @@ def corpus(data_dir):
 
 
 def test_vocabulary_and_streams_match_a_python_reference(data_dir, corpus):
-  imdb = lm.input_pipeline.imdb_pipeline
+  imdb = imdb_text
   assert lm.input_pipeline.tokenize is imdb.tokenize  # tested in test_imdb.py
   tokens = imdb.tokenize(imdb.load_split(data_dir, "unsupervised", 40)[0])
   ends = np.cumsum([len(t) + 1 for t in tokens])
@@ -196,12 +172,12 @@ def test_tied_embeddings_share_the_matrix_and_need_matching_widths(capsys):
                                        r"hidden_sizes \(10, 8\)"):
     lm.model.language_model(300, 12, (10, 8), tie=True)
   with pytest.raises(SystemExit):
-    lm.config.parse(["--tie", "--hidden", "32,16", "--embed", "32"])
+    lm.main.parse(["--tie", "--hidden", "32,16", "--embed", "32"])
   assert "--tie" in capsys.readouterr().err
 
 
 def test_layers_flag_repeats_one_width_and_bad_combinations_are_refused(capsys):
-  parse = lambda *argv: lm.config.parse(list(argv))[1]
+  parse = lambda *argv: lm.main.parse(list(argv))[1]
   assert parse("--layers", "3", "--hidden", "64")["hidden"] == (64, 64, 64)
   assert parse("--layers", "3")["hidden"] == (200, 200, 200)
   assert parse("--hidden", "30,20")["hidden"] == (30, 20)
@@ -253,17 +229,6 @@ def test_study_table_pairs_each_point_with_its_peer():
 
 
 
-def test_readme_table_is_what_the_study_prints_from_its_committed_results():
-  """The README's 9-minute table, line for line, from study_9min.json (no figure typed)."""
-  study = lm.study
-  args = study.parser().parse_args(["--minutes", "9", "--results", str(
-      LM / "results" / "study_9min.json")])
-  base = ["--vocab-text", "corpus", "--val-reviews", "1000", "--test-reviews", "2000"]
-  lines = study.table(study.load_results(args.results), args, study.plan(args, 200), base)
-  assert len(lines) == 2 + 7  # every point of the study ran, with its peer
-  readme = (REPO / "README.md").read_text()
-  assert "\n".join(lines) + "\n" in readme
-
 TINY = ["--limit-train-tokens", "6000", "--val-reviews", "10", "--test-reviews", "10",
         "--vocab", "300", "--embed", "16", "--hidden", "16,16", "--bptt", "10",
         "--batch-size", "4", "--dropout", "0", "--lr", "1e-2", "--schedule", "constant",
@@ -271,39 +236,35 @@ TINY = ["--limit-train-tokens", "6000", "--val-reviews", "10", "--test-reviews",
 # no dropout in the trainer runs: on this 2-core machine it doubles their compile time
 
 
-@pytest.fixture(scope="module")
-def env(data_dir, tmp_path_factory):
-  """The subprocesses' environment: the data, and one compilation cache, so that a
-  relaunch reuses what the first run compiled."""
-  cache = tmp_path_factory.mktemp("jax_cache")
-  return {**os.environ, "TFDS_DATA_DIR": data_dir, "JAX_COMPILATION_CACHE_DIR": str(cache),
-          "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0", "OMP_NUM_THREADS": "1"}
-
-
-def run_script(script, args, env):
-  proc = subprocess.run([sys.executable, str(LM / script), *args], env=env, cwd=REPO,
-                        capture_output=True, text=True, timeout=300)
-  assert proc.returncode == 0, proc.stdout + proc.stderr
-  return proc.stdout
+def run_in_process(*args):
+  """`python -m examples.lm.main ARGS` in this process (optax's Adam computes float **
+  int32, which the suite's strict promotion rejects: standard promotion, as for users)."""
+  with jax.numpy_dtype_promotion("standard"):
+    return main.run_main(list(args))
 
 
 def read_metrics(out):
   return json.loads((out / "metrics.json").read_text())
 
 
-def test_training_lowers_perplexity_and_a_relaunch_continues(tmp_path, env):
+def test_training_lowers_perplexity_and_a_relaunch_continues(tmp_path, data_dir, capsys,
+                                                             monkeypatch):
+  monkeypatch.setenv("TFDS_DATA_DIR", data_dir)
   out = tmp_path / "run"
-  log1 = run_script("train.py", [*TINY, "--epochs", "1", "--out", str(out)], env)
+  assert run_in_process(*TINY, "--epochs", "1", "--out", str(out)) == 0
+  log1 = capsys.readouterr().out
   first = read_metrics(out)
+  assert f"writing metrics, curves and checkpoints to {out}" in log1
   assert "starting at epoch 1" in log1 and first["impl"] == "jax"
   (epoch1,) = first["history"]
   assert epoch1["val_perplexity"] < 0.5 * 300  # untrained: about the vocabulary size
   assert first["test"]["perplexity"] < 0.5 * 300 and (out / "curves.png").exists()
-  log2 = run_script("train.py", [*TINY, "--epochs", "2", "--out", str(out),
-                                 "--sample", "this movie was", "--sample-words", "5"], env)
+  assert run_in_process(*TINY, "--epochs", "2", "--out", str(out), "--sample",
+                        "this movie was", "--sample-words", "5") == 0
+  log2 = capsys.readouterr().out
   assert "continuing at epoch 2, global step 150" in log2  # 4 streams of 1500: 150 chunks
   cached = re.search(r"\((\d+) programs loaded from the compilation cache (\S+)\)", log2)
-  assert cached and cached[2] == env["JAX_COMPILATION_CACHE_DIR"] and int(cached[1]) >= 1, log2
+  assert cached and int(cached[1]) >= 1, log2  # the first run's programs
   assert "epoch 1 -" not in log2 and "epoch 2 -" in log2  # epoch 1 is not trained again
   second = read_metrics(out)
   assert second["history"][0] == epoch1 and second["steps"] == 300
@@ -318,8 +279,9 @@ def test_training_lowers_perplexity_and_a_relaunch_continues(tmp_path, env):
 
 def test_torch_peer_matches_the_model_and_runs_a_tiny_config(tmp_path, data_dir, torch,
                                                              corpus, capsys):
-  peer = import_lm("torch_peer").torch_peer
-  cfg = {**lm.config.DEFAULTS, "vocab": 300, "embed": 12, "hidden": (10, 10), "dropout": 0.0}
+  from studies import lm_torch as peer
+  from examples.lm import configs
+  cfg = {**configs.DEFAULTS, "vocab": 300, "embed": 12, "hidden": (10, 10), "dropout": 0.0}
   net = peer.build(cfg).eval()
   ours = lm.model.language_model(300, 12, (10, 10))
   params = random_params(ours)  # the same weights in both: the same numbers

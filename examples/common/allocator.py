@@ -4,7 +4,7 @@ XLA's CPU runtime allocates each step's temporaries afresh. glibc returns large 
 blocks to the OS (they are mmap'ed, or trimmed off the heap's top), so the next step
 page-faults the same memory back in. Raising the trim and mmap thresholds and using one
 malloc arena keeps the memory in the process. What that is worth is measured by
-`measure_allocator.py` and stated in one place only: examples/imdb/RESULTS.md.
+`benchmarks/tools/measure_allocator.py` and shown in the docs (docs/performance).
 
 It changes this process only, which is why the trainer does it and the library does
 not: a library has no business tuning its user's allocator. The cost is that up to

@@ -1,4 +1,4 @@
-"""The trainer's checkpoints, through orbax-checkpoint: OUT/checkpoints/STEP/{state,meta}.
+"""The trainers' checkpoints, through orbax-checkpoint: OUT/checkpoints/STEP/{state,meta}.
 
 Each checkpoint is one step directory named by the global step, with two items: `state`,
 the arrays (params, optimizer state, best params) saved by orbax's standard PyTree handler
@@ -32,8 +32,6 @@ import numpy as np
 from absl import logging as absl_logging
 import orbax.checkpoint as ocp
 
-import faults
-
 # orbax logs through absl; its warnings (e.g. about read-only managers) are not the user's
 # concern, and its errors reach the user as CheckpointError anyway
 absl_logging.set_verbosity(absl_logging.ERROR)
@@ -58,20 +56,11 @@ def step_path(out: str, step: int) -> str:
   return os.path.join(path(out), str(step))
 
 
-class _MetaHandler(ocp.JsonCheckpointHandler):
-  """orbax's JSON handler with the test hook of a crash inside a save: the state item is
-  finalized by then, the metadata written, the step directory not yet renamed."""
-
-  def finalize(self, directory):
-    super().finalize(directory)
-    faults.in_save(str(directory))
-
-
 def _manager(out: str, read_only: bool = False) -> ocp.CheckpointManager:
   registry = ocp.handlers.DefaultCheckpointHandlerRegistry()
   registry.add("state", ocp.args.StandardSave)
   registry.add("state", ocp.args.StandardRestore)
-  meta = _MetaHandler()
+  meta = ocp.JsonCheckpointHandler()
   registry.add("meta", ocp.args.JsonSave, meta)
   registry.add("meta", ocp.args.JsonRestore, meta)
   options = ocp.CheckpointManagerOptions(

@@ -23,7 +23,7 @@ from typing import Dict, Optional, Sequence
 import jax
 import jax.numpy as jnp
 
-import input_pipeline
+from examples.imdb import input_pipeline
 
 VOCAB_SUFFIX = ".vocab.json"
 

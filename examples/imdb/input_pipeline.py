@@ -1,9 +1,7 @@
-"""IMDB reviews from tensorflow-datasets: tokenizer, vocabulary, padding, splits, batches.
+"""IMDB reviews as batches for the classifier: vocabulary, encoding, splits, batches.
 
-Reviews are read with `tfds.data_source` (random access to the prepared array_record
-files, no TensorFlow). `prepare` downloads and prepares them once, which does need
-TensorFlow: tfds reads the downloaded archive through tf.io.gfile. Tokens are lower-cased
-words with HTML line breaks removed; ids 0 and 1 are reserved for padding and
+The reviews and their tokens come from examples/common/imdb_text.py (tensorflow-datasets'
+`data_source`, no TensorFlow). Ids 0 and 1 are reserved for padding and
 out-of-vocabulary words, and the `vocab_size - 2` most frequent training words get ids
 2, 3, ... by rank. A review longer
 than `maxlen` keeps its LAST `maxlen` tokens (Keras' default truncating="pre": the end
@@ -15,29 +13,22 @@ epoch continues with exactly the batches an uninterrupted run would have seen.
 """
 
 import collections
-import glob
-import importlib.util
 import itertools
 import json
 import os
-import re
+import pathlib
 import subprocess
 import sys
-import urllib.error
-import urllib.request
-from typing import Dict, List, NamedTuple, Optional, Sequence
-from unittest import mock
+from typing import Dict, NamedTuple, Optional, Sequence
 
 import numpy as np
 
+from examples.common import imdb_text
+from examples.imdb import data_cache
+
 PAD, OOV = 0, 1
-NAME = "imdb_reviews"
-_BREAK = re.compile(r"<br\s*/?>")
-_WORD = re.compile(r"[a-z0-9]+(?:'[a-z0-9]+)*")  # don't, it's: one token each
-
-
-class DataError(Exception):
-  """The data dir is missing, empty or unreadable; the message says what to do."""
+tokenize = imdb_text.tokenize
+CHECKOUT = pathlib.Path(__file__).resolve().parents[2]  # where `-m examples...` resolves
 
 
 class Reviews(NamedTuple):
@@ -57,131 +48,6 @@ class Data(NamedTuple):
   val: Reviews
   test: Reviews
   vocab: Dict[str, int]
-
-
-def resolve_data_dir(data_dir: Optional[str]) -> str:
-  """--data-dir, else $TFDS_DATA_DIR, else tfds' default ~/tensorflow_datasets."""
-  if data_dir:
-    return os.path.expanduser(data_dir)
-  return os.path.expanduser(os.environ.get("TFDS_DATA_DIR") or "~/tensorflow_datasets")
-
-
-def _how_to_fix(data_dir):
-  return (f"Pass --data-dir DIR or set TFDS_DATA_DIR=DIR, DIR being a tensorflow-datasets "
-          f"directory holding a prepared {NAME} in array_record format (e.g. "
-          f"../shared/tensorflow_datasets); examples/imdb/train.py downloads and prepares "
-          f"it in a DIR that holds none, unless given --no-download (it needs a network, or "
-          f"--download-url naming a copy of aclImdb_v1.tar.gz). Looked in: {data_dir}")
-
-
-def _in_versions(data_dir: str, pattern: str) -> List[str]:
-  """The files matching `pattern` in imdb_reviews' CONFIG/VERSION dirs: versions only,
-  not the incomplete.* dir a killed prepare leaves behind."""
-  return glob.glob(os.path.join(data_dir, NAME, "*", "[0-9]*", pattern))
-
-
-def is_prepared(data_dir: str) -> bool:
-  """Whether `data_dir` holds imdb_reviews' dataset_info.json and *.array_record files."""
-  return bool(_in_versions(data_dir, "dataset_info.json")
-              and _in_versions(data_dir, "*.array_record*"))
-
-
-def check_data_dir(data_dir: str) -> None:
-  """Raises DataError with what to pass or set unless `data_dir` holds imdb_reviews."""
-  if not os.path.isdir(data_dir):
-    raise DataError(f"the data dir does not exist. {_how_to_fix(data_dir)}")
-  if not is_prepared(data_dir):
-    raise DataError(f"no prepared {NAME} (dataset_info.json and *.array_record files) "
-                    f"in the data dir. {_how_to_fix(data_dir)}")
-
-
-def _check_can_prepare(data_dir: str) -> None:
-  """Fails before any download if tfds could not prepare the data: it imports both
-  packages (importlib_resources only declared by tfds for Python < 3.9), and it would
-  keep a copy prepared in another file format (tfds.load's tfrecord) as it is."""
-  for package in ("tensorflow", "importlib_resources"):
-    if importlib.util.find_spec(package) is None:
-      raise DataError(f"preparing {NAME} needs the {package} package, which is not "
-                      f"installed: pip install -e '.[examples]'. {_how_to_fix(data_dir)}")
-  if _in_versions(data_dir, "dataset_info.json"):
-    raise DataError(f"the data dir holds an {NAME} prepared in a file format other than "
-                    f"array_record (tfds.load's tfrecord, say): delete "
-                    f"{os.path.join(data_dir, NAME)} to let the trainer prepare it again. "
-                    f"{_how_to_fix(data_dir)}")
-
-
-def _check_reachable(url: str, data_dir: str) -> None:
-  """Fails fast when nothing answers at `url`: tfds would retry a refused connection for
-  over 3 minutes (10 tries, doubling pauses), printing a warning for each."""
-  if "://" not in url:  # a local file, which tfds copies
-    if os.path.isfile(url):
-      return
-    reason = "no such file"
-  else:
-    try:
-      urllib.request.urlopen(urllib.request.Request(url, method="HEAD"), timeout=30).close()
-      return
-    except urllib.error.HTTPError:
-      return  # a server answered: tfds reports its HTTP status itself
-    except (urllib.error.URLError, OSError) as e:  # refused, unreachable, no DNS, timeout
-      reason = getattr(e, "reason", e)
-  raise DataError(f"could not reach {url} to download {NAME} ({reason}). "
-                  f"{_how_to_fix(data_dir)}")
-
-
-def prepare(data_dir: str, url: Optional[str] = None) -> None:
-  """Downloads aclImdb_v1.tar.gz (80 MB) and prepares imdb_reviews in array_record format
-  in `data_dir`, with tfds' progress bars; the archive stays in `data_dir`/downloads.
-
-  Args:
-    data_dir: the tfds data dir (created if needed).
-    url: where to get the archive (a mirror, or a local file); default: the builder's own
-      URL (Stanford's), whose download tfds checks against its registered checksum.
-
-  Raises:
-    DataError: saying what to do, when the archive cannot be fetched or prepared.
-  """
-  _check_can_prepare(data_dir)
-  import tensorflow_datasets as tfds  # imported here: it is slow to import
-  # array_record: what data_source reads (tfds.data_source(download=True) writes tfrecord)
-  builder = tfds.builder(NAME, data_dir=data_dir, file_format="array_record")
-  # The builder takes no URL: it downloads its module's _DOWNLOAD_URL, read when it runs.
-  # Swapping that constant meanwhile is smaller than a subclass, which tfds would register
-  # as another dataset, prepared under another name.
-  source = sys.modules[type(builder).__module__]
-  url = url or source._DOWNLOAD_URL
-  _check_reachable(url, data_dir)
-  print(f"Downloading {NAME} from {url} and preparing it in {data_dir} (once: 80 MB, "
-        f"a few minutes)", flush=True)
-  try:
-    with mock.patch.object(source, "_DOWNLOAD_URL", url):
-      builder.download_and_prepare()
-  except Exception as e:  # tfds raises many kinds (network, checksum, disk); one meaning here
-    raise DataError(f"could not download and prepare {NAME} from {url} "
-                    f"({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}). "
-                    f"{_how_to_fix(data_dir)}") from None
-
-
-def load_split(data_dir: str, split: str, limit: int = 0):
-  """Reads `split` ("train" or "test") of the imdb_reviews prepared in `data_dir`:
-  (texts, labels int32 [n]); the first `limit` reviews if `limit` > 0."""
-  import tensorflow_datasets as tfds  # imported here: it is slow to import
-  check_data_dir(data_dir)
-  try:
-    source = tfds.data_source(NAME, split=split, data_dir=data_dir, download=False)
-    n = len(source) if not limit else min(limit, len(source))
-    records = source.__getitems__(list(range(n)))
-  except Exception as e:  # tfds raises many kinds for broken data; all mean the same here
-    raise DataError(f"could not read the {split} split of {NAME} ({type(e).__name__}: "
-                    f"{str(e).splitlines()[0] if str(e) else ''}). "
-                    f"{_how_to_fix(data_dir)}") from None
-  texts = [r["text"].decode("utf-8", "replace") for r in records]
-  return texts, np.array([r["label"] for r in records], np.int32)
-
-
-def tokenize(texts: Sequence[str]) -> List[List[str]]:
-  """Lower-cased words of every text, HTML line breaks removed."""
-  return [_WORD.findall(_BREAK.sub(" ", t.lower())) for t in texts]
 
 
 def build_vocab(token_lists: Sequence[Sequence[str]], vocab_size: int) -> Dict[str, int]:
@@ -291,8 +157,8 @@ def batches(reviews: Reviews, batch_size: int, order: Optional[np.ndarray] = Non
 
 def _read_and_encode(data_dir, vocab_size, maxlen, limit_train, limit_test):
   """(all training reviews, test reviews, vocabulary), from the prepared files."""
-  train_texts, train_labels = load_split(data_dir, "train", limit_train)
-  test_texts, test_labels = load_split(data_dir, "test", limit_test)
+  train_texts, train_labels = imdb_text.load_split(data_dir, "train", limit_train)
+  test_texts, test_labels = imdb_text.load_split(data_dir, "test", limit_test)
   train_tokens = tokenize(train_texts)
   vocab = build_vocab(train_tokens, vocab_size)
   full = Reviews(*encode(train_tokens, vocab, maxlen), train_labels)
@@ -303,11 +169,10 @@ def _read_and_encode(data_dir, vocab_size, maxlen, limit_train, limit_test):
 def _encoded(data_dir, cache_dir, **settings):
   """(all training reviews, test reviews, vocabulary): from the cache entry for
   `settings` when there is one, else read, encoded and written there."""
-  import data_cache
   found = name = None
   if cache_dir:
-    check_data_dir(data_dir)
-    name = data_cache.key(_in_versions(data_dir, "*"), **settings)
+    imdb_text.check_data_dir(data_dir)
+    name = data_cache.key(imdb_text.data_files(data_dir), **settings)
     found = data_cache.load(cache_dir, name, settings["maxlen"], Reviews)
   if found is None:
     found = _read_and_encode(data_dir, **settings)
@@ -335,30 +200,17 @@ def read_in_background(data_dir: str, cache_dir: Optional[str], **settings):
   then `load` finds the entry; if it failed, `load` reads itself and raises its errors),
   or None when there is no cache or the entry exists. A process, not a thread: a thread
   compiling beside the reading slowed the later training steps by 10-40% (NOTES v16)."""
-  import data_cache
   if not cache_dir:
     return None
-  check_data_dir(data_dir)
-  name = data_cache.key(_in_versions(data_dir, "*"), **settings)
+  imdb_text.check_data_dir(data_dir)
+  name = data_cache.key(imdb_text.data_files(data_dir), **settings)
   if os.path.exists(os.path.join(cache_dir, name + ".npz")):
     return None
-  job = json.dumps({"data_dir": data_dir, "cache_dir": cache_dir, **settings})
-  return subprocess.Popen([sys.executable, os.path.abspath(__file__), job],
-                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-
-
-def num_reviews(data_dir: str, split: str, limit: int = 0) -> int:
-  """How many reviews `load_split` reads, without reading them: the split's size in the
-  prepared files' dataset_info.json (tfds' record of it), at most `limit` if > 0."""
-  try:
-    with open(max(_in_versions(data_dir, "dataset_info.json"))) as f:
-      info = json.load(f)
-    n = sum(int(k) for s in info["splits"] if s["name"] == split for k in s["shardLengths"])
-  except (OSError, ValueError, KeyError, TypeError) as e:
-    raise DataError(f"could not read the {split} split of {NAME} (its size in "
-                    f"dataset_info.json: {type(e).__name__}: {e}). "
-                    f"{_how_to_fix(data_dir)}") from None
-  return min(limit, n) if limit else n
+  job = json.dumps({"data_dir": os.path.abspath(data_dir),
+                    "cache_dir": os.path.abspath(cache_dir), **settings})
+  # run as a module from the checkout, as the trainer itself runs
+  return subprocess.Popen([sys.executable, "-m", "examples.imdb.input_pipeline", job],
+                          cwd=CHECKOUT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
 if __name__ == "__main__":  # the process `read_in_background` starts

@@ -1,8 +1,8 @@
 """Where the trainer's arrays live: one device, a data-parallel mesh, or many processes.
 
-    python examples/imdb/train.py --mesh data=4            # every batch split over 4 devices
-    python examples/imdb/train.py --coordinator 10.0.0.1:1234 --num-processes 2 \\
-        --process-id 0                                       # and --process-id 1 elsewhere
+    python -m examples.imdb.main --mesh data=4          # every batch split over 4 devices
+    python -m examples.imdb.main --coordinator 10.0.0.1:1234 --num-processes 2 \\
+        --process-id 0 --out /shared/runs/mp               # and --process-id 1 elsewhere
 
 `--mesh data=N` puts N devices on a 1-D mesh with the axis "data" (Explicit, JAX's
 default): every global batch of `--batch-size` rows is split over them, the parameters and
@@ -19,6 +19,7 @@ the arrays for the mesh of the run that restores, so a run continues on another 
 devices. Only process 0 prints, writes metrics.json and exports.
 """
 
+import argparse
 import os
 from typing import Optional
 
@@ -29,6 +30,17 @@ from jax.sharding import NamedSharding, PartitionSpec as P
 
 class ParallelError(ValueError):
   """--mesh and --batch-size (or the devices at hand) do not fit together."""
+
+
+def mesh_flag(text):
+  """--mesh data=N (N devices) or data=auto (every device that splits both batches)."""
+  name, _, size = text.partition("=")
+  if name == "data" and size == "auto":
+    return "auto"
+  if name != "data" or not size.isdigit() or int(size) < 1:
+    raise argparse.ArgumentTypeError(f"expected data=N with N a positive number of "
+                                     f"devices, or data=auto, got {text!r}")
+  return int(size)
 
 
 def initialize(cfg) -> None:
@@ -124,7 +136,7 @@ def usable_cores() -> int:
 def auto_devices(cfg) -> int:
   """--mesh data=auto: the most devices (at most all of them) that split both batch sizes
   evenly. On a CPU the devices are one virtual device per core: each runs its rows' time
-  loops on a core of its own (benchmarks/NOTES.md v16: the strong preset's step 1.4x
+  loops on a core of its own (docs/performance/lab-notes.md v16: the strong preset's step 1.4x
   faster on 2 cores)."""
   return max(d for d in range(1, jax.device_count() + 1)
              if cfg["batch_size"] % d == 0 and cfg["eval_batch_size"] % d == 0)

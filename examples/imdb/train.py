@@ -1,32 +1,22 @@
-"""Trains a stacked-RNN sentiment classifier on IMDB reviews (tensorflow-datasets).
+"""The IMDB trainer's loop: build or restore a run, compile, train, validate, test, export.
 
-    python examples/imdb/train.py                        # the seed's Keras model: LSTM 5,5
-    python examples/imdb/train.py --cell gru --out runs/gru
-    python examples/imdb/train.py --preset strong --out runs/strong
-    python examples/imdb/train.py --preset strong --out runs/strong  # again: continues
-
-The data comes from `--data-dir`, else $TFDS_DATA_DIR, else ~/tensorflow_datasets; if that
-holds no prepared imdb_reviews, the trainer downloads and prepares it there first (once;
-`--no-download` makes that an error instead, `--download-url` names a mirror).
-With `--out DIR` the run writes DIR/metrics.json, DIR/curves.png and an atomic checkpoint
-(orbax, in DIR/checkpoints; checkpoint.py) after every epoch and every `--ckpt-every`
-steps; Ctrl-C or SIGTERM saves one before exiting, and a non-finite loss or gradient
-stops the run naming the step, keeping the last good checkpoint. The same command line
-continues from DIR's checkpoint if it holds one, and starts fresh if not, so a preempted
-job is simply relaunched; it ends with the same parameters and metrics as an
-uninterrupted run. `--resume` insists on a checkpoint to continue from. `--export PATH`
-writes the tested params' inference function as a serialized `jax.export.Exported`
-(export.py), loadable with JAX alone. Compiled steps are kept in a persistent XLA cache
-(`--compile-cache`, compile_cache.py), so a relaunch loads them instead of compiling, and
-the encoded reviews in a cache of their own (`--data-cache`, data_cache.py).
+`train_and_evaluate(cfg, explicit, argv)` is the whole run (main.py calls it with the
+parsed flags). Every run writes cfg["out"]/metrics.json, curves.png and an atomic
+checkpoint (orbax, in out/checkpoints; examples/common/checkpoint.py) after every epoch and
+every `--ckpt-every` steps; Ctrl-C or SIGTERM saves one before exiting, and a non-finite
+loss or gradient stops the run naming the step, keeping the last good checkpoint. A run
+whose out dir holds a checkpoint continues from it, with the same data order and PRNG
+state, and ends with the same parameters and metrics as an uninterrupted run.
+`--export PATH` writes the tested params' inference function as a serialized
+`jax.export.Exported` (export.py), loadable with JAX alone. Compiled steps are kept in a
+persistent XLA cache (`--compile-cache`), and the encoded reviews in a cache of their own
+(`--data-cache`, data_cache.py).
 """
 
 import contextlib
 import json
 import math
 import os
-import signal
-import sys
 import time
 
 import jax
@@ -35,19 +25,20 @@ import numpy as np
 import optax
 from tqdm import tqdm
 
-import allocator
-import checkpoint
-import compile_cache
-import config
-import data_cache
-import export
-import faults
-import input_pipeline
-import model
-import parallel
-import provenance
 import deeprnn_jax as drnn
 from deeprnn_jax import diagnostics
+from examples.common import allocator
+from examples.common import checkpoint
+from examples.common import cli
+from examples.common import compile_cache
+from examples.common import imdb_text
+from examples.common import provenance
+from examples.imdb import configs
+from examples.imdb import data_cache
+from examples.imdb import export
+from examples.imdb import input_pipeline
+from examples.imdb import model
+from examples.imdb import parallel
 
 EXIT_ERROR, EXIT_NONFINITE, EXIT_INTERRUPTED = 2, 3, 130
 
@@ -65,17 +56,17 @@ def resume_config(out, explicit):
   would change the model or the data the checkpoint was trained on."""
   saved = checkpoint.read_meta(out)["config"]
   saved["hidden"] = tuple(saved["hidden"])  # JSON gave a list
-  saved = {**config.DEFAULTS, **saved}  # a checkpoint from before a flag: its default
+  saved = {**configs.DEFAULTS, **saved}  # a checkpoint from before a flag: its default
   # where and how to run concerns this launch, not the run: never the checkpoint's
-  saved.update({k: config.DEFAULTS[k] for k in config.MACHINE})
+  saved.update({k: configs.DEFAULTS[k] for k in configs.MACHINE})
   changed = [f"--{k.replace('_', '-')} (checkpoint: {saved[k]!r}, now: {explicit[k]!r})"
-             for k in config.FROZEN if k in explicit and explicit[k] != saved[k]]
+             for k in configs.FROZEN if k in explicit and explicit[k] != saved[k]]
   if changed:
     raise checkpoint.CheckpointError(
         f"the checkpoint in {out} was written with a different model or data configuration: "
         f"{'; '.join(changed)}. Continue without these flags, or use another --out")
   # defaults first: a checkpoint from before a flag existed resumes with its default
-  return {**config.DEFAULTS, **saved, **explicit, "resume": True}
+  return {**configs.DEFAULTS, **saved, **explicit, "out": out, "resume": True}
 
 
 def grad_norms_fn(net):
@@ -126,7 +117,7 @@ def restore_run(out, net, tx, seed, place=parallel.ONE_DEVICE):
 
 def save_run(out, run, cfg):
   """Checkpoints the whole run, as the checkpoint of its global step: arrays, position in
-  the data, PRNG, sums, history, config."""
+  the data, PRNG, sums, history, config. Nothing without `out` (a study's runs)."""
   if out:
     meta = {k: v for k, v in run.items() if k != "state"}
     saved_cfg = {k: v for k, v in cfg.items() if k != "resume"}
@@ -189,7 +180,7 @@ def train_epoch(run, cfg, data, train_step, stop, place=parallel.ONE_DEVICE):
   for b in range(run["step"], n_batches):
     batch = input_pipeline.batch(data.train, index[b], cfg["batch_size"], cfg["bucket"])
     step = run["global_step"] + 1
-    batch = place.batch(faults.poison(batch, step))
+    batch = place.batch(batch)
     state = run["state"]
     state["params"], state["opt_state"], m = train_step[batch["tokens"].shape[1]](
         state["params"], state["opt_state"], batch, place.key_data(keys[step - first]))
@@ -203,7 +194,6 @@ def train_epoch(run, cfg, data, train_step, stop, place=parallel.ONE_DEVICE):
     if cfg["ckpt_every"] and step % cfg["ckpt_every"] == 0 and run["step"] < n_batches:
       t0, pending = record(run, pending, n_batches, t0, place), None
       save_run(cfg["out"], run, cfg)
-    faults.after_step(step)
     # a signal after the epoch's last batch: fit() ends the epoch first, so that its one
     # checkpoint of this global step is the epoch's
     if stop["signal"] and run["step"] < n_batches:
@@ -306,18 +296,6 @@ def plot_curves(history, path, cfg):
   plt.close(fig)
 
 
-def on_signals(stop):
-  """Turns SIGINT and SIGTERM into a request to stop after the current step; returns
-  the previous handlers."""
-
-  def handler(signum, frame):
-    if stop["signal"]:  # a second Ctrl-C: stop now
-      raise KeyboardInterrupt
-    stop["signal"] = signal.Signals(signum).name
-
-  return {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
-
-
 def compile_steps(net, tx, grad_metrics, run, cfg, place=parallel.ONE_DEVICE):
   """Jits and compiles the train step (parameter and optimizer buffers donated) and the
   eval step ahead of time, once per batch length, so that epoch times do not include
@@ -379,7 +357,7 @@ def fit(run, cfg, data, train_step, eval_step, origin, place=parallel.ONE_DEVICE
   """Trains until `cfg["epochs"]`, checkpointing each epoch; on SIGINT or SIGTERM saves
   a checkpoint (mid-epoch if need be) and raises Interrupted. `origin`: provenance."""
   stop = {"signal": None}
-  previous = on_signals(stop)
+  previous = cli.on_signals(stop)
   n_batches = input_pipeline.num_batches(len(data.train.labels), cfg["batch_size"])
   try:
     while run["epoch"] < cfg["epochs"]:
@@ -406,38 +384,40 @@ def fit(run, cfg, data, train_step, eval_step, origin, place=parallel.ONE_DEVICE
       if stop["signal"]:  # it came during validation: the epoch's checkpoint is saved
         raise Interrupted(f"{stop['signal']} at the end of epoch {run['epoch']}")
   finally:
-    for s, handler in previous.items():
-      signal.signal(s, handler)
+    cli.restore_signals(previous)
 
 
-def main(argv=None):
-  explicit, cfg = config.parse(argv)
-  faults.arm()  # a bad $DEEPRNN_TEST_FAULT fails here, before any work
+def train_and_evaluate(cfg, explicit, argv):
+  """The whole run of configuration `cfg` (`explicit`: the settings given on the command
+  line, `argv`: the command line, for the provenance)."""
   allocator.keep_freed_memory()  # keeps XLA's per-step buffers in the process; see allocator.py
   parallel.initialize(cfg)  # before anything starts JAX's backends (orbax included)
-  # the same command line continues a run or starts it: a preempted job is relaunched as is
-  resuming = bool(cfg["out"]) and checkpoint.latest(cfg["out"]) is not None
+  # the same --out continues a run or starts it: a preempted job is relaunched as is
+  resuming = checkpoint.latest(cfg["out"]) is not None
   if resuming or cfg["resume"]:  # --resume: a checkpoint is required (an error if none)
     cfg = resume_config(cfg["out"], explicit)
-  data_dir = input_pipeline.resolve_data_dir(cfg["data_dir"])
+  data_dir = imdb_text.resolve_data_dir(cfg["data_dir"])
   # whether and whence to download concerns this machine, not the run: the flags given
   # now decide, not a checkpoint's (a run relaunched on a fresh machine downloads too)
-  fetch = {**config.DEFAULTS, **explicit}
-  if fetch["download"] and not input_pipeline.is_prepared(data_dir):
-    input_pipeline.prepare(data_dir, fetch["download_url"])
-  input_pipeline.check_data_dir(data_dir)  # fail fast, before the slow reads
+  fetch = {**configs.DEFAULTS, **explicit}
+  imdb_text.ensure(data_dir, fetch["download"], fetch["download_url"])  # before slow reads
   # taken at the start: the code and command that this process trains with
-  origin = provenance.collect(sys.argv[1:] if argv is None else argv)
+  origin = provenance.collect(argv)
   n_train, load_data = start_reading(cfg, data_dir)
   net = model.classifier(cfg["vocab"], cfg["embed"], cfg["cell"], cfg["hidden"],
                          dropout=cfg["dropout"], pooling=cfg["pooling"],
                          residual=cfg["residual"])
   tx = drnn.optimizer(learning_rate(cfg, n_train), max_norm=cfg["clip"] or None)
   place = parallel.placement(cfg)
+  if place.is_main:
+    print(f"{'continuing the run in' if resuming else 'writing metrics, curves and checkpoints to'} "
+          f"{cfg['out']}", flush=True)
   with (compile_cache.enabled(cfg["compile_cache"]) as cache,
         contextlib.nullcontext() if place.mesh is None else jax.set_mesh(place.mesh)):
     train(cfg, resuming, load_data, net, tx, origin, place, cache)
-  return 0
+  if place.is_main:
+    print(f"metrics: {os.path.join(cfg['out'], 'metrics.json')}, curves: "
+          f"{os.path.join(cfg['out'], 'curves.png')}, checkpoints: {checkpoint.path(cfg['out'])}")
 
 
 def start_reading(cfg, data_dir):
@@ -451,7 +431,7 @@ def start_reading(cfg, data_dir):
   reader = input_pipeline.read_in_background(data_dir, cache_dir, **settings)
   if reader is not None:
     print("reading IMDB in a process of its own while this one compiles")
-  n = input_pipeline.num_reviews(data_dir, "train", cfg["limit_train"])
+  n = imdb_text.num_reviews(data_dir, "train", cfg["limit_train"])
   n_train = input_pipeline.split_sizes(n, cfg["val_split"])[0]
 
   def load_data():
@@ -465,8 +445,8 @@ def start_reading(cfg, data_dir):
           f"ids ({time.perf_counter() - t_load:.1f}s)")
     held = len(data.train.labels) + len(data.val.labels)
     if held != n:  # the schedule was built for n
-      raise input_pipeline.DataError(f"the train split's dataset_info.json counts {n} "
-                                     f"reviews, its files held {held}")
+      raise imdb_text.DataError(f"the train split's dataset_info.json counts {n} "
+                                f"reviews, its files held {held}")
     return data
 
   return n_train, load_data
@@ -496,37 +476,9 @@ def train(cfg, resuming, load_data, net, tx, origin, place, cache=None):
 
 def last_good(out):
   """Where the last good checkpoint is, for the message after a failure."""
-  step = checkpoint.latest(out) if out else None
+  step = checkpoint.latest(out)
   if step is None:
     return "no checkpoint had been written yet"
   meta = checkpoint.read_meta(out, step)
   return (f"the last good checkpoint ({checkpoint.step_path(out, step)}, global step "
           f"{meta['global_step']}: epoch {meta['epoch'] + 1}, batch {meta['step']}) is kept")
-
-
-def run_main(argv=None):
-  """main() with the failures a user can act on turned into a clear message and exit code."""
-  out = None
-  try:
-    out = config.parse(argv)[1]["out"]
-    return main(argv)
-  except (input_pipeline.DataError, checkpoint.CheckpointError, faults.FaultError,
-          parallel.ParallelError) as e:
-    print(f"error: {e}", file=sys.stderr)
-    return EXIT_ERROR
-  except NonFinite as e:
-    print(f"error: {e}. Training stopped; {last_good(out)}. Continue with a smaller "
-          f"learning rate: rerun the same command with --lr <smaller>", file=sys.stderr)
-    return EXIT_NONFINITE
-  except Interrupted as e:
-    where = (f"checkpoint saved in {checkpoint.path(out)}; rerun the same command to continue"
-             if out else "no --out, so nothing was saved")
-    print(f"interrupted by {e}; {where}", file=sys.stderr)
-    return EXIT_INTERRUPTED
-  except KeyboardInterrupt:
-    print("interrupted", file=sys.stderr)
-    return EXIT_INTERRUPTED
-
-
-if __name__ == "__main__":
-  sys.exit(run_main())

@@ -2,7 +2,7 @@
 
 The 50,000 unlabelled reviews (split "unsupervised") are the training text; the labelled
 test split gives the held-out text: its first `val_reviews` reviews for validation, the
-next `test_reviews` for test. Words are the IMDB example's tokens (lower-cased, HTML
+next `test_reviews` for test. Words are examples/common/imdb_text.py's tokens (lower-cased, HTML
 line breaks removed); every review ends with <eos>, so the streams run across reviews as
 PTB's run across sentences. The vocabulary is the `vocab - 2` most frequent words of the
 training text, plus <eos> (id 0) and <unk> (id 1) for every other word.
@@ -14,21 +14,19 @@ steps, carrying each row's state into the next chunk. Nothing is shuffled: row b
 chunk continues where row b of the previous chunk stopped.
 """
 
+import collections
 import itertools
 import time
 from typing import Dict, List, NamedTuple, Sequence
 
 import numpy as np
 
-from reuse import imdb_pipeline
+from examples.common import imdb_text
 
 EOS, UNK = 0, 1
 SPECIALS = ("<eos>", "<unk>")
 TRAIN_SPLIT, HELD_OUT_SPLIT = "unsupervised", "test"
-DataError = imdb_pipeline.DataError
-resolve_data_dir = imdb_pipeline.resolve_data_dir
-check_data_dir = imdb_pipeline.check_data_dir
-tokenize = imdb_pipeline.tokenize
+tokenize = imdb_text.tokenize
 
 
 class TextTooShort(ValueError):
@@ -45,12 +43,18 @@ class Corpus(NamedTuple):
   words: List[str]  # id -> word
 
 
+def _by_frequency(token_lists, vocab_size):
+  """The `vocab_size - 2` most frequent words, ids from 2 by rank (ties: first seen)."""
+  counts = collections.Counter(itertools.chain.from_iterable(token_lists))
+  return {w: i + 2 for i, (w, _) in enumerate(counts.most_common(vocab_size - 2))}
+
+
 def build_vocab(token_lists: Sequence[Sequence[str]], vocab_size: int) -> Dict[str, int]:
   """<eos> 0, <unk> 1, then the `vocab_size - 2` most frequent words (ties: first seen)."""
   if vocab_size < 3:
     raise ValueError(f"vocab_size: expected at least 3 (<eos> and <unk> are 2 of the ids), "
                      f"got {vocab_size}")
-  return {**dict(zip(SPECIALS, (EOS, UNK))), **imdb_pipeline.build_vocab(token_lists, vocab_size)}
+  return {**dict(zip(SPECIALS, (EOS, UNK))), **_by_frequency(token_lists, vocab_size)}
 
 
 def encode(token_lists: Sequence[Sequence[str]], vocab: Dict[str, int]) -> np.ndarray:
@@ -95,7 +99,7 @@ def chunk(data: np.ndarray, start: int, bptt: int) -> dict:
 
 
 def _read(data_dir: str, split: str, limit: int) -> List[List[str]]:
-  texts, _ = imdb_pipeline.load_split(data_dir, split, limit)
+  texts, _ = imdb_text.load_split(data_dir, split, limit)
   return tokenize(texts)
 
 
@@ -145,8 +149,8 @@ def load(data_dir: str, vocab_size: int, limit_train_tokens: int = 0,
 def load_for(cfg: dict) -> Corpus:
   """The corpus of a trainer's configuration, its training text as continuous streams
   [batch, n]; prints what it read (both trainers call it, so they read the same)."""
-  data_dir = resolve_data_dir(cfg["data_dir"])
-  check_data_dir(data_dir)  # fail fast, before the slow reads
+  data_dir = imdb_text.resolve_data_dir(cfg["data_dir"])
+  imdb_text.check_data_dir(data_dir)  # fail fast, before the slow reads
   t0 = time.perf_counter()
   corpus = load(data_dir, cfg["vocab"], cfg["limit_train_tokens"], cfg["val_reviews"],
                 cfg["test_reviews"], cfg["vocab_text"])

@@ -1,7 +1,7 @@
 """What a run leaves in --out: metrics.json and curves.png, the same for both trainers.
 
-train.py (JAX) and torch_peer.py (PyTorch) write one schema, so study.py reads either
-with `row`. Nothing here imports JAX or PyTorch.
+examples/lm (JAX) and studies/lm_torch.py (PyTorch) write one schema, so studies/lm.py
+reads either with `row`. Nothing here imports JAX or PyTorch.
 """
 
 import json

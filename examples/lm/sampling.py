@@ -6,7 +6,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-import input_pipeline
+from examples.lm import input_pipeline
 
 
 def prompt_ids(prompt: str, vocab) -> np.ndarray:

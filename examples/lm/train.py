@@ -1,23 +1,13 @@
-"""Trains a word-level stacked-LSTM language model on the IMDB reviews' text.
+"""The language model's loop: build or restore a run, compile, train, validate, test, sample.
 
-    python examples/lm/train.py --limit-train-tokens 2000000 --out runs/lm
-    python examples/lm/train.py --limit-train-tokens 2000000 --out runs/lm  # again: continues
-    python examples/lm/train.py --layers 3 --hidden 256 --embed 256 --tie --out runs/lm3
-    python examples/lm/train.py --out runs/lm --epochs 4 --sample "this movie was"
-
-The classic setup (Zaremba et al. 2014; PyTorch's word_language_model): the training text
-as `--batch-size` continuous streams, read in chunks of `--bptt` steps with the state
-carried from chunk to chunk and its gradient cut between them (`drnn.tbptt_train`, one
-Adam or SGD update per chunk, the gradient clipped to `--clip`), dropout on the word
-vectors, between layers and on the outputs, validation perplexity every epoch and test
-perplexity at the end. With `--out DIR` the run writes DIR/metrics.json, DIR/curves.png
-and an orbax checkpoint (the IMDB example's checkpoint.py) after every epoch, and on
-Ctrl-C or SIGTERM; the same command line continues from it (a larger `--epochs` trains on).
+`train_and_evaluate(cfg, explicit, argv)` is the whole run (main.py calls it). One jitted
+call trains `--chunks-per-call` truncated-BPTT chunks (`drnn.tbptt_train`, one Adam or SGD
+update per chunk, the gradient clipped to `--clip`), the state carried across calls; the
+run checkpoints after every epoch and on Ctrl-C or SIGTERM
+(examples/common/checkpoint.py), and a run whose out dir holds a checkpoint continues.
 """
 
 import os
-import signal
-import sys
 import time
 
 import jax
@@ -26,17 +16,16 @@ import numpy as np
 import optax
 from tqdm import tqdm
 
-import config
-import input_pipeline
-import model
-import report
-import sampling
-import reuse  # noqa: F401 -- puts examples/imdb on sys.path, for the next two
-import checkpoint  # the IMDB example's
-import compile_cache  # the IMDB example's persistent XLA cache (--compile-cache)
-import faults  # the IMDB example's test hook: $DEEPRNN_TEST_FAULT=sigkill:STEP and others
-import provenance  # the IMDB example's
 import deeprnn_jax as drnn
+from examples.common import checkpoint
+from examples.common import cli
+from examples.common import compile_cache
+from examples.common import provenance
+from examples.lm import configs
+from examples.lm import input_pipeline
+from examples.lm import model
+from examples.lm import report
+from examples.lm import sampling
 
 EXIT_ERROR, EXIT_NONFINITE, EXIT_INTERRUPTED = 2, 3, 130
 
@@ -55,12 +44,12 @@ def resume_config(out, explicit):
   saved = checkpoint.read_meta(out)["config"]
   saved["hidden"] = tuple(saved["hidden"])  # JSON gave a list
   changed = [f"--{k.replace('_', '-')} (checkpoint: {saved[k]!r}, now: {explicit[k]!r})"
-             for k in config.FROZEN if k in explicit and explicit[k] != saved[k]]
+             for k in configs.FROZEN if k in explicit and explicit[k] != saved[k]]
   if changed:
     raise checkpoint.CheckpointError(
         f"the checkpoint in {out} was written with a different model or data configuration: "
         f"{'; '.join(changed)}. Continue without these flags, or use another --out")
-  return {**config.DEFAULTS, **saved, **explicit, "resume": True}
+  return {**configs.DEFAULTS, **saved, **explicit, "out": out, "resume": True}
 
 
 def make_optimizer(cfg, steps_per_epoch):
@@ -89,10 +78,9 @@ def restore_run(out, lm, tx, cfg):
 
 
 def save_run(out, run, cfg):
-  if out:
-    meta = {k: v for k, v in run.items() if k != "state"}
-    saved_cfg = {k: v for k, v in cfg.items() if k != "resume"}
-    checkpoint.save(out, run["global_step"], run["state"], {**meta, "config": saved_cfg})
+  meta = {k: v for k, v in run.items() if k != "state"}
+  saved_cfg = {k: v for k, v in cfg.items() if k != "resume"}
+  checkpoint.save(out, run["global_step"], run["state"], {**meta, "config": saved_cfg})
 
 
 def compile_steps(lm, tx, run, cfg, segment_lengths):
@@ -159,7 +147,6 @@ def train_epoch(run, cfg, data, calls, stop):
     train_segment(run, cfg, data, calls[end - start], start, end)
     bar.update(run["global_step"] - before)
     bar.set_postfix(ppl=f"{report.perplexity(run['sums']['nll'], run['sums']['tokens']):.1f}")
-    faults.after_step(run["global_step"])  # fires only where a call ends on its step
     if stop["signal"] and run["segment"] < len(segs):
       bar.close()
       raise Interrupted(f"{stop['signal']} at step {run['global_step']} (epoch "
@@ -190,24 +177,12 @@ def epoch_record(run, val, val_seconds):
           "tokens_per_s": s["tokens"] / s["seconds"]}
 
 
-def on_signals(stop):
-  """Turns SIGINT and SIGTERM into a request to stop after the current call; returns
-  the previous handlers."""
-
-  def handler(signum, frame):
-    if stop["signal"]:  # a second Ctrl-C: stop now
-      raise KeyboardInterrupt
-    stop["signal"] = signal.Signals(signum).name
-
-  return {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
-
-
 def fit(run, cfg, lm, data, steps, write):
   """Trains until --epochs, validating and checkpointing after every epoch; on SIGINT or
   SIGTERM saves a checkpoint (mid-epoch if need be) and raises Interrupted."""
   calls, eval_step = steps
   stop = {"signal": None}
-  previous = on_signals(stop)
+  previous = cli.on_signals(stop)
   try:
     while run["epoch"] < cfg["epochs"]:
       try:
@@ -226,8 +201,7 @@ def fit(run, cfg, lm, data, steps, write):
       if stop["signal"]:  # it came during validation: the epoch's checkpoint is saved
         raise Interrupted(f"{stop['signal']} at the end of epoch {run['epoch']}")
   finally:
-    for s, handler in previous.items():
-      signal.signal(s, handler)
+    cli.restore_signals(previous)
 
 
 def device_name():
@@ -241,16 +215,20 @@ def metrics(cfg, run, n_params, origin, test=None, sample=None):
           "steps": run["global_step"], "provenance": origin}
 
 
-def main(argv=None):
-  explicit, cfg = config.parse(argv)
-  faults.arm()  # a bad $DEEPRNN_TEST_FAULT fails here, before any work
-  # the same command line continues a run or starts it: a preempted job is relaunched as is
-  resuming = bool(cfg["out"]) and checkpoint.latest(cfg["out"]) is not None
+def train_and_evaluate(cfg, explicit, argv):
+  """The whole run of configuration `cfg` (`explicit`: the settings given on the command
+  line, `argv`: the command line, for the provenance)."""
+  # the same --out continues a run or starts it: a preempted job is relaunched as is
+  resuming = checkpoint.latest(cfg["out"]) is not None
   if resuming or cfg["resume"]:  # --resume: a checkpoint is required (an error if none)
     cfg = resume_config(cfg["out"], explicit)
-  origin = provenance.collect(sys.argv[1:] if argv is None else argv)
+  origin = provenance.collect(argv)
+  print(f"{'continuing the run in' if resuming else 'writing metrics, curves and checkpoints to'} "
+        f"{cfg['out']}", flush=True)
   with compile_cache.enabled(cfg["compile_cache"]) as cache:
-    return train(cfg, resuming, origin, cache)
+    train(cfg, resuming, origin, cache)
+  print(f"metrics: {os.path.join(cfg['out'], 'metrics.json')}, curves: "
+        f"{os.path.join(cfg['out'], 'curves.png')}, checkpoints: {checkpoint.path(cfg['out'])}")
 
 
 def train(cfg, resuming, origin, cache):
@@ -283,33 +261,3 @@ def train(cfg, resuming, origin, cache):
                                   cfg["sample_words"], cfg["temperature"], cfg["seed"])
     print(f"sample (temperature {cfg['temperature']}): {sample}")
   report.write_metrics(cfg["out"], metrics(cfg, run, n_params, origin, test, sample))
-  return 0
-
-
-def run_main(argv=None):
-  """main() with the failures a user can act on turned into a clear message and exit code."""
-  out = None
-  try:
-    out = config.parse(argv)[1]["out"]
-    return main(argv)
-  except (input_pipeline.DataError, input_pipeline.TextTooShort,
-          checkpoint.CheckpointError, faults.FaultError) as e:
-    print(f"error: {e}", file=sys.stderr)
-    return EXIT_ERROR
-  except NonFinite as e:
-    print(f"error: {e}. Training stopped; the last checkpoint in {out} is kept. Continue "
-          f"with a smaller learning rate: rerun the same command with --lr <smaller>"
-          if out else f"error: {e}", file=sys.stderr)
-    return EXIT_NONFINITE
-  except Interrupted as e:
-    where = (f"checkpoint saved in {checkpoint.path(out)}; rerun the same command to continue"
-             if out else "no --out, so nothing was saved")
-    print(f"interrupted by {e}; {where}", file=sys.stderr)
-    return EXIT_INTERRUPTED
-  except KeyboardInterrupt:
-    print("interrupted", file=sys.stderr)
-    return EXIT_INTERRUPTED
-
-
-if __name__ == "__main__":
-  sys.exit(run_main())

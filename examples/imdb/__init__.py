@@ -1,0 +1,1 @@
+"""A stacked-RNN sentiment classifier on IMDB: `python -m examples.imdb.main`."""
