@@ -12,6 +12,7 @@ respect to params and inputs, and three `step`s of a unidirectional stack.
 
 import itertools
 import json
+import os
 import pathlib
 import platform
 import subprocess
@@ -102,11 +103,34 @@ def record_all():
   arrays = compute_all()
   commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
                           cwd=PATH.parents[1]).stdout.strip()
-  meta = {"commit": commit, "cpu": cpu_model(), "jax": jax.__version__}
+  meta = {"commit": commit, "cpu": cpu_model(), "jax": jax.__version__, "cpus": cpus(),
+          "xla_flags": xla_flags(), "isa": isa()}
   arrays["__meta__"] = np.frombuffer(json.dumps(meta).encode(), np.uint8)
   PATH.parent.mkdir(exist_ok=True)
   np.savez_compressed(PATH, **arrays)
   return meta, len(arrays) - 1
+
+
+def cpus():
+  """How many CPUs this process may run on (XLA:CPU sizes its thread pool by them)."""
+  return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+
+
+def isa():
+  """The CPU's vector instruction sets, which XLA compiles for: two machines of one model
+  name (a VM's "AMD EPYC") may differ here, and then round differently."""
+  try:
+    for line in open("/proc/cpuinfo"):
+      if line.startswith("flags"):
+        return " ".join(sorted(f for f in line.split(":", 1)[1].split()
+                               if f.startswith(("sse", "avx", "fma", "f16c", "amx"))))
+  except OSError:
+    pass
+  return platform.machine()
+
+
+def xla_flags():
+  return os.environ.get("XLA_FLAGS", "")
 
 
 def cpu_model():

@@ -19,7 +19,11 @@ import pytest
 import golden
 
 META, RECORDED = golden.load()
-EXACT = META["cpu"] == golden.cpu_model() and META["jax"] == jax.__version__
+# bit for bit only under the recording's settings: the same CPU model and instruction sets,
+# JAX, number of CPUs the process may use and XLA flags (one thread sums in another order than two)
+EXACT = (META["cpu"] == golden.cpu_model() and META["jax"] == jax.__version__
+         and META.get("cpus") == golden.cpus() and META.get("xla_flags") == golden.xla_flags()
+         and META.get("isa") == golden.isa())
 
 
 @pytest.fixture(scope="module")
