@@ -5,7 +5,7 @@
     pytest benchmarks/ --bench-grid full --bench-impl deeprnn_jax,flax --bench-cells lstm \\
         --bench-opts '{}' --bench-opts '{"unroll": 2}'  # compare option sets in one run
     pytest benchmarks/ --bench-opts '{}' --bench-opts '{"devices": 2}'  # the batch split
-        # over 2 virtual CPU devices, one per core (benchmarks/NOTES.md v16)
+        # over 2 virtual CPU devices, one per core (docs/performance/lab-notes.md v16)
 
 Every option has an environment variable (the option wins when both are given):
 

@@ -184,9 +184,9 @@ def test_report_writes_ratios_and_plots(tmp_path):
 
 def test_keras_seed_pads_as_keras_pad_sequences():
   keras = pytest.importorskip("keras")
+  sys.path.insert(0, os.path.join(os.path.dirname(__file__), "tools"))
   import keras_seed
-  sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "examples", "imdb"))
-  import input_pipeline
+  from examples.imdb import input_pipeline
 
   rows = [[5, 6, 7, 8, 9, 10], [3], [], [4, 4, 2]]
   tokens, lengths = input_pipeline.encode([[str(t) for t in r] for r in rows],

@@ -1,8 +1,8 @@
 """Do two versions of the library compile the same program? A refactor's speed check
 that needs no timing: identical XLA programs run in identical time.
 
-    python benchmarks/compare_programs.py --old dcb70a8
-    python benchmarks/compare_programs.py --old dcb70a8 --markdown benchmarks/results/redesign-programs.md
+    python benchmarks/tools/compare_programs.py --old dcb70a8
+    python benchmarks/tools/compare_programs.py --old dcb70a8 --markdown benchmarks/results/redesign-programs.md
 
 For each configuration (a 4-layer stack, H=128, B=64, T=100, F=32, the gradient of a sum
 of its outputs) it compiles the program with the library of commit `--old` (checked out
@@ -19,7 +19,7 @@ import subprocess
 import sys
 import tempfile
 
-REPO = pathlib.Path(__file__).resolve().parents[1]
+REPO = pathlib.Path(__file__).resolve().parents[2]
 CONFIGS = [("lstm", {}), ("gru", {}), ("rnn", {}), ("lstm", {"dropout": 0.2, "residual": True}),
            ("gru", {"schedule": "wavefront"}), ("lstm", {"bidirectional": True}),
            ("gru", {"compute_dtype": "bfloat16"}), ("lstm", {"remat": True})]
@@ -89,7 +89,7 @@ def main(argv=None):
   lines = [f"Compiled training-step programs (gradient of a 4-layer stack, H=128, B=64, T=100, "
            f"F=32): library at {args.old} vs {new_commit}"
            f"{' (uncommitted changes in deeprnn_jax/)' if dirty else ''}; "
-           f"`python benchmarks/compare_programs.py --old {args.old}`.", "",
+           f"`python benchmarks/tools/compare_programs.py --old {args.old}`.", "",
            "| cell | options | same program | instructions old / new |", "|---|---|---|---|"]
   for (kind, opts), a, b in zip(CONFIGS, old, new):
     count = lambda t: sum(1 for line in t.splitlines() if " = " in line)

@@ -1,16 +1,16 @@
-"""Compile time against depth, best of N: the check of issue 5's "L=16 within 1.3x of L=2".
+"""Does compile time stay flat in depth? Best of N compiles (issue 5: "L=16 within 1.3x of L=2").
 
 The grid (`pytest benchmarks/`) compiles each point once, so its compile column carries
 one sample's noise; this script compiles the same training steps (`workloads.py`) N times
 each, from cleared caches, and keeps the best, for deeprnn_jax and Flax side by side.
 
-    python benchmarks/compile_depth.py                       # lstm, gru x H 128, 256
-    python benchmarks/compile_depth.py --cells lstm --hidden 256 --depth 2 16 --repeats 5
-    python benchmarks/compile_depth.py --depth 2 3 4 16 \
+    python benchmarks/tools/compile_depth.py                       # lstm, gru x H 128, 256
+    python benchmarks/tools/compile_depth.py --cells lstm --hidden 256 --depth 2 16 --repeats 5
+    python benchmarks/tools/compile_depth.py --depth 2 3 4 16 \
         --json benchmarks/results/cpu-2core-compile-depth.json   # what the docs render
 
 With --json it also writes the figures and their provenance (date, CPU, commit, clean
-tree: examples/imdb/provenance.py), from which `benchmarks/claims.py` renders the
+tree: examples/common/provenance.py), from which the docs render the
 compile-time page and the README's sentence.
 """
 
@@ -21,7 +21,8 @@ import sys
 
 import jax
 
-import workloads as wl
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))  # benchmarks/: the suite
+import workloads as wl  # noqa: E402
 
 
 def best_compile_s(make, spec, repeats):
@@ -67,8 +68,8 @@ def main(argv=None):
 
 def write_json(args, results):
   """The figures with where they came from: the docs say only what this records."""
-  sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent / "examples" / "imdb"))
-  import provenance  # examples/imdb is not a package
+  sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[2]))  # the checkout
+  from examples.common import provenance
   data = {"provenance": provenance.collect(), "device": wl.jax_device_name(),
           "repeats": args.repeats, "depths": args.depth,
           **{k: wl.Spec._field_defaults[k] for k in ("batch", "time", "features")},

@@ -1,8 +1,8 @@
 """Whether a cell's custom-JVP time scan beats autodiff here: the measurement behind
 `deeprnn_jax/_src/loops/tuning.json` (fast_grad).
 
-    python benchmarks/fast_grad.py                      # rnn, lstm, gru; F = H = 256
-    python benchmarks/fast_grad.py --width 5,32,128,256 \
+    python benchmarks/tools/fast_grad.py                      # rnn, lstm, gru; F = H = 256
+    python benchmarks/tools/fast_grad.py --width 5,32,128,256 \
         --json benchmarks/results/fast-grad-cpu-widths.json
 
 For each cell and width it compiles one layer's gradient (of sum(ys^2) over B=64, T=100 steps) once
@@ -21,8 +21,8 @@ import time
 import jax
 import jax.numpy as jnp
 
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "examples" / "imdb"))
-import provenance  # noqa: E402
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[2]))  # the checkout
+from examples.common import provenance  # noqa: E402
 
 from deeprnn_jax._src.cells import make_cell  # noqa: E402
 from deeprnn_jax._src.loops.scan import scan_layer  # noqa: E402

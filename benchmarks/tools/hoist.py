@@ -1,7 +1,7 @@
 """Whether hoisting a layer's input projection out of the time scan is faster here: the
 measurement behind `deeprnn_jax/_src/loops/tuning.json` (hoist).
 
-    python benchmarks/hoist.py --json benchmarks/results/hoist-cpu.json
+    python benchmarks/tools/hoist.py --json benchmarks/results/hoist-cpu.json
 
 For each cell, width H and input width F (by default F = H, 2H and 4H: hoisting pays
 where the input is wider than the state) it compiles the gradient of one layer (of
@@ -24,8 +24,8 @@ import sys
 import jax
 import jax.numpy as jnp
 
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "examples" / "imdb"))
-import provenance  # noqa: E402
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[2]))  # the checkout
+from examples.common import provenance  # noqa: E402
 from fast_grad import best_seconds  # noqa: E402
 
 from deeprnn_jax._src.cells import make_cell  # noqa: E402

@@ -1,11 +1,11 @@
-"""The seed's own model in Keras 3 (JAX backend) against our trainer, on the same data.
+"""Is our trainer as fast and as accurate as Keras 3 (JAX backend) on the seed's own model?
 
-    python benchmarks/keras_seed.py --json benchmarks/results/keras-seed-cpu.json \
+    python benchmarks/tools/keras_seed.py --json benchmarks/results/keras-seed-cpu.json \
         --md benchmarks/results/keras-seed-cpu.md
 
 For each cell (LSTM, GRU) and each round, two commands run one after the other, each in
 a fresh process on an otherwise quiet machine:
-- ours: `python examples/imdb/train.py --cell CELL --epochs 5 --out DIR` (the seed
+- ours: `python -m examples.imdb.main --cell CELL --epochs 5 --out DIR` (the seed
   preset: Embedding(10000, 32), two layers of 5 units, Dense(1), maxlen 100, Adam 1e-3,
   batch 32);
 - keras: this file with `--keras CELL`: the seed's Sequential model (Embedding(10000, 32),
@@ -33,8 +33,8 @@ import tempfile
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-ROOT = os.path.dirname(HERE)
-TRAINER = os.path.join(ROOT, "examples", "imdb", "train.py")
+ROOT = os.path.dirname(os.path.dirname(HERE))  # the checkout
+TRAINER = ["-m", "examples.imdb.main"]  # run from ROOT
 EPOCHS = 5
 
 
@@ -51,11 +51,12 @@ def keras_run(cell, data_cache=None):
   """Trains the seed's Keras model (reviews from `data_cache` when given, see
   examples/imdb/data_cache.py); prints one JSON line of its figures."""
   os.environ["KERAS_BACKEND"] = "jax"
-  sys.path.insert(0, os.path.join(ROOT, "examples", "imdb"))
+  sys.path.insert(0, ROOT)
   import keras
-  import input_pipeline
+  from examples.common import imdb_text
+  from examples.imdb import input_pipeline
 
-  data = input_pipeline.load(input_pipeline.resolve_data_dir(None), 10000, 100, 0.2, 0,
+  data = input_pipeline.load(imdb_text.resolve_data_dir(None), 10000, 100, 0.2, 0,
                              cache_dir=data_cache)
   x, x_val, x_test = (left_padded(r, 100) for r in (data.train, data.val, data.test))
   layer = {"lstm": keras.layers.LSTM, "gru": keras.layers.GRU}[cell]
@@ -109,7 +110,7 @@ def one_round(cell, cache=None):
   """One run of ours, then one of Keras: their rows."""
   with tempfile.TemporaryDirectory() as out:
     data = os.path.join(cache, "data") if cache else "off"
-    wall, _ = timed([sys.executable, TRAINER, "--cell", cell, "--epochs", str(EPOCHS),
+    wall, _ = timed([sys.executable, *TRAINER, "--cell", cell, "--epochs", str(EPOCHS),
                      "--out", out, "--compile-cache", "auto" if cache else "off",
                      "--data-cache", data], cache_env(cache, "deeprnn_jax"))
     with open(os.path.join(out, "metrics.json")) as f:
@@ -146,7 +147,7 @@ def markdown(result):
            else "no caches: every command reads, encodes and compiles")
   lines = [f"Seed model, ours vs Keras {rows[-1].get('keras', '')} (JAX backend), "
            f"{result['cpu']} ({result['cores']} cores), {result['date']}, "
-           f"{result['rounds']} rounds, {cache}; `python benchmarks/keras_seed.py`.", "",
+           f"{result['rounds']} rounds, {cache}; `python benchmarks/tools/keras_seed.py`.", "",
            "| cell | impl | whole command s | epoch 1 s | epochs 2-5 s (mean) | "
            "test acc | test acc, last epoch |", "| --- | --- | --- | --- | --- | --- | --- |"]
   for r in rows:

@@ -1,6 +1,6 @@
-"""The seed model's jitted training step, ours against Keras 3's own, taken apart.
+"""Where does the seed model's jitted training step lose time to Keras 3's own? Taken apart.
 
-    python benchmarks/keras_seed_step.py --cell gru --rounds 30
+    python benchmarks/tools/keras_seed_step.py --cell gru --rounds 30
 
 Where `keras_seed.py` times whole commands, this times one compiled step of each side in
 one process, on random tokens (B = 32, T = 100, vocabulary 10,000): ours is
@@ -26,7 +26,7 @@ import sys
 import time
 
 os.environ.setdefault("KERAS_BACKEND", "jax")
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "examples" / "imdb"))
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[2]))  # the checkout
 
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
@@ -34,8 +34,8 @@ import numpy as np  # noqa: E402
 import optax  # noqa: E402
 
 import deeprnn_jax as drnn  # noqa: E402
-import model as seed_model  # noqa: E402
-import provenance  # noqa: E402
+from examples.common import provenance  # noqa: E402
+from examples.imdb import model as seed_model  # noqa: E402
 
 B, T, VOCAB, EMBED, UNITS = 32, 100, 10000, 32, 5
 

@@ -1,13 +1,13 @@
-"""Measures what the trainer's allocator setting (allocator.py) is worth: one command.
+"""What is the trainer's allocator setting (examples/common/allocator.py) worth? One command.
 
-    python examples/imdb/measure_allocator.py --preset strong     # about 6 min, 2 cores
+    python benchmarks/tools/measure_allocator.py --preset strong   # about 6 min, 2 cores
 
 Runs `train.py` with the given flags twice in fresh processes, without the setting (its
 `keep_freed_memory` replaced by a no-op) and then with it, and writes
-examples/imdb/results/allocator.json: each run's epoch seconds, whole-command seconds,
+benchmarks/results/allocator.json: each run's epoch seconds, whole-command seconds,
 minor page faults, kernel and user CPU seconds and test accuracy, whether the metrics
-are identical, and this process's provenance. `benchmarks/claims.py` renders
-RESULTS.md's allocator section from that file. Each run's metrics.json and train.log stay
+are identical, and this process's provenance. The docs render the allocator table
+(docs/performance) from that file. Each run's metrics.json and train.log stay
 under --runs-dir.
 """
 
@@ -19,27 +19,29 @@ import subprocess
 import sys
 import time
 
-import provenance
-
 HERE = os.path.dirname(os.path.abspath(__file__))
-RESULT = os.path.join(HERE, "results", "allocator.json")
-# The child runs train.py as __main__ in-process, so that `import allocator` there finds
-# the module already patched; train.py itself stays exactly as users run it.
+ROOT = os.path.dirname(os.path.dirname(HERE))  # the checkout
+sys.path.insert(0, ROOT)
+from examples.common import provenance  # noqa: E402
+
+RESULT = os.path.join(ROOT, "benchmarks", "results", "allocator.json")
+# The child runs the trainer's main in-process, with the allocator module patched first;
+# the trainer itself stays exactly as users run it.
 CHILD = """
 import runpy, sys
-sys.path.insert(0, {here!r})
-import allocator
+sys.path.insert(0, {root!r})
+from examples.common import allocator
 if {off!r}:
   allocator.keep_freed_memory = lambda *a, **k: False
-sys.argv = [{train!r}, *sys.argv[1:]]
-runpy.run_path({train!r}, run_name="__main__")
+sys.argv = ["examples/imdb/main.py", *sys.argv[1:]]
+runpy.run_module("examples.imdb.main", run_name="__main__")
 """
 
 
 def run_once(train_args, out, off):
   """One training run in a fresh process; its own resource usage and wall time."""
   os.makedirs(out, exist_ok=True)
-  code = CHILD.format(here=HERE, off=off, train=os.path.join(HERE, "train.py"))
+  code = CHILD.format(root=ROOT, off=off)
   before = resource.getrusage(resource.RUSAGE_CHILDREN)
   t0 = time.perf_counter()
   proc = subprocess.run([sys.executable, "-c", code, *train_args, "--out", out],

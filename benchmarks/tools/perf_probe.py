@@ -1,11 +1,11 @@
-"""Quick side-by-side probe of one training step: deeprnn_jax vs Flax linen vs PyTorch.
+"""Which is faster, here and now? One training step of deeprnn_jax vs Flax linen vs PyTorch.
 
 Not the benchmark suite (that is `pytest benchmarks/`); a small script for the
 predict-then-measure loop of issue 5. Impls are interleaved and repeated, so that load
 from other processes on a shared machine shows up as spread, not as bias.
 
-    python benchmarks/perf_probe.py --cell lstm --hidden 256 --depth 1 2 4 8 --repeats 3
-    python benchmarks/perf_probe.py --impls ours flax --ours-kw schedule=wavefront
+    python benchmarks/tools/perf_probe.py --cell lstm --hidden 256 --depth 1 2 4 8 --repeats 3
+    python benchmarks/tools/perf_probe.py --impls ours flax --ours-kw schedule=wavefront
 """
 
 import argparse

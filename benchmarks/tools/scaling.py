@@ -1,8 +1,8 @@
-"""Scaling out on this machine: data parallel against device count, the pipeline against
-stage count and chunk size.
+"""What do more devices buy on this machine? Data parallel against device count, the
+pipeline against stage count and chunk size.
 
-    python benchmarks/scaling.py                               # prints the tables
-    python benchmarks/scaling.py --json benchmarks/results/scaling-cpu.json --md \\
+    python benchmarks/tools/scaling.py                               # prints the tables
+    python benchmarks/tools/scaling.py --json benchmarks/results/scaling-cpu.json --md \\
         benchmarks/results/scaling-cpu.md
 
 Each configuration runs in a fresh process with `jax_num_cpu_devices` set to its device
@@ -27,7 +27,7 @@ import subprocess
 import sys
 import time
 
-REPO = pathlib.Path(__file__).resolve().parents[1]
+REPO = pathlib.Path(__file__).resolve().parents[2]
 
 
 def child(spec):
@@ -144,8 +144,8 @@ def main():
   if args.child:
     print(json.dumps(child(json.loads(args.child))))
     return
-  sys.path.insert(0, str(REPO / "examples" / "imdb"))
-  import provenance
+  sys.path.insert(0, str(REPO))  # the checkout
+  from examples.common import provenance
   origin = provenance.collect(sys.argv[1:])
   rows = []
   for spec in configurations(args):
