@@ -42,3 +42,13 @@ def restart(reset, initial, carry):
   """`carry` with the rows where `reset` [B] holds replaced by `initial`'s (segment
   resets: several sequences packed in one row)."""
   return jax.tree.map(lambda i, c: jnp.where(reset[:, None], i, c), initial, carry)
+
+
+def reverse_valid(xs, lengths):
+  """Each row's first lengths[b] steps in reverse order, its padding left in place:
+  xs [T, B, ...] -> [T, B, ...]; its own inverse. A fused kernel without per-row
+  lengths runs a backward direction as reverse_valid -> forward -> reverse_valid."""
+  t = jnp.arange(xs.shape[0], dtype=lengths.dtype)[:, None]  # [T, 1]
+  index = jnp.where(t < lengths[None, :], lengths[None, :] - 1 - t, t)  # [T, B]
+  index = index.reshape(index.shape + (1,) * (xs.ndim - 2))
+  return jnp.take_along_axis(xs, index, axis=0)

@@ -30,6 +30,7 @@ import jax
 import jax.numpy as jnp
 from jax.experimental import rnn
 
+from deeprnn_jax._src.core import masking
 from deeprnn_jax._src.core.types import LSTMState, TimeLoop
 
 NAME = "time_loop='cudnn'"
@@ -51,15 +52,6 @@ def reference_kernel(x, h_0, c_0, weights, seq_lengths, input_size, hidden_size,
                                                    num_layers, bidirectional)
   return rnn.lstm_ref(x, h_0, c_0, W_ih, W_hh, b_ih, b_hh, seq_lengths, input_size,
                       hidden_size, num_layers, dropout, bidirectional)
-
-
-def reverse_valid(xs, lengths):
-  """Each row's first lengths[b] steps in reverse order, its padding left in place:
-  xs [T, B, ...] -> [T, B, ...]; its own inverse."""
-  t = jnp.arange(xs.shape[0], dtype=lengths.dtype)[:, None]  # [T, 1]
-  index = jnp.where(t < lengths[None, :], lengths[None, :] - 1 - t, t)  # [T, B]
-  index = index.reshape(index.shape + (1,) * (xs.ndim - 2))
-  return jnp.take_along_axis(xs, index, axis=0)
 
 
 def _check_cell(cell, params=None):
@@ -109,12 +101,12 @@ def cudnn_time_loop(kernel=None) -> TimeLoop:
       _check_call(cell, params, carry, xs, resets, kernel)
       T, B, F = xs.shape  # time-major, as every time loop
       full = jnp.full((B,), T, jnp.int32) if lengths is None else lengths.astype(jnp.int32)
-      x = reverse_valid(xs, full) if reverse else xs
+      x = masking.reverse_valid(xs, full) if reverse else xs
       y, h_n, c_n = call(jnp.swapaxes(x, 0, 1), carry.h[None], carry.c[None],  # [B, T, F]
                          pack_weights(params), jnp.maximum(full, 1), F, cell.hidden_size,
                          1, 0.0, False)
       ys = jnp.swapaxes(y, 0, 1)  # [T, B, H]
-      ys = reverse_valid(ys, full) if reverse else ys
+      ys = masking.reverse_valid(ys, full) if reverse else ys
       ys = jnp.where((jnp.arange(T)[:, None] < full[None, :])[..., None], ys, 0)
       empty = (full == 0)[:, None]  # [B, 1]
       final = LSTMState(jnp.where(empty, carry.h, h_n[0]), jnp.where(empty, carry.c, c_n[0]))
