@@ -73,7 +73,7 @@ def test_stack_records_its_time_loop():
 @pytest.mark.parametrize("kw,fragments", [
     ({"cell": "gru"}, ["cell: time_loop='cudnn' expected the LSTM cell", "got a 'gru' cell"]),
     ({"proj_size": 2}, ["cell:", "got a 'lstm' cell with a projection"]),
-    ({"remat": True}, ["time_loop: time_loop='cudnn' expected no", "got remat=True"]),
+    ({"remat": True}, ["time_loop: 'cudnn' does not support remat", "got remat=True"]),
     ({"recurrent_dropout": 0.25}, ["got recurrent_dropout=0.25"]),
     ({"layer_norm": True}, ["got layer_norm=True"]),
     ({"compute_dtype": jnp.bfloat16}, ["got compute_dtype=dtype(bfloat16)"]),

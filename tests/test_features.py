@@ -178,7 +178,7 @@ def test_dropout_deterministic_given_key_and_off_in_eval(kind, bidirectional):
   assert not np.allclose(a[0], off[0])
   assert_trees_close(a, model.apply_reference(params, xs, lengths, train=True,
                                               key=jax.random.key(1)))
-  with pytest.raises(ValueError, match="key: dropout or recurrent_dropout"):
+  with pytest.raises(ValueError, match="key: dropout, recurrent_dropout or zoneout"):
     model.apply(params, xs, train=True)
   with pytest.raises(ValueError, match=r"recurrent_dropout: expected a rate in \[0, 1\)"):
     drnn.stacked_rnn(kind, 3, (4,), recurrent_dropout=1.0)
