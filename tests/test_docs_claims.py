@@ -1,31 +1,38 @@
-"""The docs' result figures are what benchmarks/claims.py renders from committed results.
+"""The docs' figures come from the committed result files, and the docs are complete.
 
-Pure file reading: no JAX computation, so it runs in well under a few seconds.
+The docs site renders every results table at build time (`docs/hooks.py` fills each
+`<!-- results:NAME -->` with `docs/results.py`'s rendering); the README holds one
+rendered block, written by `python docs/results.py`. These tests check that block
+against the files, that every marker renders and names where and when its figures were
+measured, that no page types a measured figure, and that the API reference lists every
+public name. Pure file reading (no JAX computation).
 """
 
 import copy
 import json
 import pathlib
+import re
 import shutil
 import sys
 
 import pytest
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "benchmarks"))
-sys.path.insert(0, str(ROOT / "examples" / "imdb"))
-import claims  # noqa: E402
-import measure_allocator  # noqa: E402
-import report  # noqa: E402
+sys.path.insert(0, str(ROOT / "docs"))
+import results  # noqa: E402
 
+report = results.report  # benchmarks/report.py
 GRID = ROOT / "benchmarks" / "results" / "cpu-2core.json"
+DOCS = ROOT / "docs"
+PAGES = sorted(DOCS.rglob("*.md"))
+LAB_NOTES = DOCS / "performance" / "lab-notes.md"  # the notebook: figures of their day
+DATE = re.compile(r"20\d\d-\d\d-\d\d")
 
 
 @pytest.fixture
 def tree(tmp_path):
-  """A copy of the docs and committed results that a test may change."""
-  for path in list(claims.BLOCKS) + ["examples/imdb/results", "benchmarks/results",
-                                     claims.GRADIENT_FLOW]:
+  """A copy of the README and the committed results that a test may change."""
+  for path in ("README.md", "examples/imdb/results", "benchmarks/results", "studies/results"):
     src, dst = ROOT / path, tmp_path / path
     dst.parent.mkdir(parents=True, exist_ok=True)
     if src.is_dir():
@@ -35,128 +42,155 @@ def tree(tmp_path):
   return tmp_path
 
 
-def _edit(path, old, new):
-  text = path.read_text()
-  assert old in text, f"{old!r} not in {path}"
-  path.write_text(text.replace(old, new, 1))
-
-
 def _check(root, capsys):
-  code = claims.main(["--check", "--root", str(root)])
+  code = results.main(["--check", "--root", str(root)])
   return code, capsys.readouterr().err
 
 
-def test_committed_docs_match_their_results():
-  assert claims.differences(ROOT) == [], (
-      "a committed figure differs from its results file; run python benchmarks/claims.py")
+def test_the_readme_block_is_what_the_results_render():
+  text = (ROOT / "README.md").read_text()
+  assert results.readme(text) == text, (
+      "README.md's summary block differs from the committed results; run python docs/results.py")
 
 
-def test_a_hand_edited_figure_is_caught_by_file_and_block(tree, capsys):
+def test_a_hand_edited_readme_figure_is_caught(tree, capsys):
   assert _check(tree, capsys)[0] == 0
-  metrics = json.loads((tree / "examples/imdb/results/strong/metrics.json").read_text())
-  shown = f"**{metrics['test']['accuracy']:.4f}"  # the strong preset's test accuracy
-  _edit(tree / "README.md", shown, "**0.9900")
+  strong = json.loads((tree / "examples/imdb/results/strong/metrics.json").read_text())
+  readme = tree / "README.md"
+  shown = f"{strong['test']['accuracy']:.4f} in"
+  assert shown in readme.read_text()
+  readme.write_text(readme.read_text().replace(shown, "0.9900 in"))
   code, err = _check(tree, capsys)
-  assert code == 1
-  assert "README.md" in err and "'imdb-readme'" in err
-  assert "RESULTS.md" not in err
+  assert code == 1 and "README.md's summary block differs" in err
 
 
-def test_a_changed_result_file_is_caught_in_every_block_that_quotes_it(tree, capsys):
+def test_a_changed_result_file_changes_the_readme_block(tree, capsys):
+  metrics = tree / "examples/imdb/results/seed_lstm/metrics.json"
+  data = json.loads(metrics.read_text())
+  data["test"]["accuracy"] = 0.9
+  metrics.write_text(json.dumps(data))
+  assert _check(tree, capsys)[0] == 1
+  assert "| 0.9000 (best validation" in results.summary(tree)
+
+
+def test_a_missing_or_doubled_block_is_an_error(tree, capsys):
+  readme = tree / "README.md"
+  text = readme.read_text()
+  readme.write_text(text.replace("<!-- /results:summary -->", ""))
+  assert _check(tree, capsys) == (1, "results: README.md: expected one <!-- results:summary "
+                                     "--> ... <!-- /results:summary --> block\n")
+  readme.write_text(text + "\n" + text[text.index("<!-- results:summary"):])
+  assert _check(tree, capsys)[0] == 1
+
+
+def _markers():
+  """(page, marker name) of every results marker of the docs."""
+  return [(page, name) for page in PAGES for name in results.MARKER.findall(page.read_text())]
+
+
+def test_every_marker_is_known_and_every_renderer_is_used():
+  used = {name for _, name in _markers()}
+  assert used - set(results.RENDERERS) == set(), "markers without a renderer"
+  assert set(results.RENDERERS) - used == {"summary"}, "renderers no page uses"
+
+
+@pytest.mark.parametrize("name", sorted(results.RENDERERS))
+def test_every_table_names_its_machine_and_date(name):
+  text = results.RENDERERS[name](ROOT)
+  assert "|" in text  # a table
+  assert DATE.search(text), f"{name}: no date"
+  assert re.search(r"Xeon|EPYC|CPU", text), f"{name}: no machine"
+  if name != "summary":
+    assert "Source" in text or "Generated by" in text, f"{name}: no source file named"
+
+
+def test_a_changed_result_file_changes_every_table_that_quotes_it(tree):
+  before = {name: results.RENDERERS[name](tree) for name in ("imdb-strong", "imdb-seed")}
   metrics = tree / "examples/imdb/results/strong/metrics.json"
   data = json.loads(metrics.read_text())
   data["test"]["accuracy"] = 0.9
   metrics.write_text(json.dumps(data))
-  code, err = _check(tree, capsys)
-  assert code == 1
-  for block in ("imdb-readme", "imdb-strong"):
-    assert f"'{block}'" in err
-  assert "'imdb-seed'" not in err
+  assert "**0.9000**" in results.imdb_strong(tree) != before["imdb-strong"]
+  assert results.imdb_seed(tree) == before["imdb-seed"]
 
 
-def test_a_changed_benchmark_json_is_caught_in_docs_and_report(tree, capsys):
-  grid = tree / "benchmarks/results/cpu-2core.json"
-  data = json.loads(grid.read_text())
-  data["commit_info"]["dirty"] = False
-  grid.write_text(json.dumps(data))
-  code, err = _check(tree, capsys)
-  assert code == 1
-  for where in ("'bench-readme'", "'bench-targets'", "cpu-2core.md"):
-    assert where in err
+def _prose(text):
+  """The text outside code blocks, markers and the README's rendered block."""
+  text = re.sub(r"^```.*?^```", "", text, flags=re.S | re.M)
+  return re.sub(r"<!-- results:summary -->.*?<!-- /results:summary -->", "", text, flags=re.S)
 
 
-@pytest.mark.parametrize("damage", ["unknown", "unclosed", "missing"])
-def test_broken_markers_fail_the_check(tree, capsys, damage):
-  readme = tree / "README.md"
-  if damage == "unknown":
-    readme.write_text(readme.read_text() + "\n<!-- claims:nope -->\n<!-- /claims:nope -->\n")
-  elif damage == "unclosed":
-    _edit(readme, "<!-- /claims:imdb-readme -->", "")
-  else:
-    _edit(readme, "<!-- claims:imdb-readme -->", "")
-    _edit(readme, "<!-- /claims:imdb-readme -->", "")
-  code, err = _check(tree, capsys)
-  assert code == 1 and "README.md" in err
+@pytest.mark.parametrize("page", [ROOT / "README.md", *[p for p in PAGES if p != LAB_NOTES]],
+                         ids=lambda p: p.relative_to(ROOT).as_posix())
+def test_no_page_types_a_measured_figure(page):
+  """Ratios, percentages and timings belong in rendered tables; the lab notebook keeps the
+  figures of its day. A target is not a measurement."""
+  figure = re.compile(r"\b\d+(\.\d+)?x\b|\d%|\b\d+(\.\d+)? (s|ms|min)\b|tokens/s of \d")
+  typed = [line for line in _prose(page.read_text()).splitlines()
+           if figure.search(line) and "target" not in line]
+  assert not typed, typed
 
 
 def test_old_results_say_they_have_no_provenance_and_new_ones_name_it(tree):
   old = tree / "examples/imdb/results/strong_seed1/metrics.json"  # as before provenance
   old.write_text(json.dumps({k: v for k, v in json.loads(old.read_text()).items()
                              if k != "provenance"}))
-  text = claims.imdb_readme(tree)
-  assert "provenance not recorded" in text
+  assert "provenance not recorded" in results.imdb_strong(tree)
   metrics = tree / "examples/imdb/results/seed_gru/metrics.json"
   data = json.loads(metrics.read_text())
   data["provenance"] = {"utc": "2027-01-02T03:04:05+00:00", "cpu": "Some CPU 9000",
                         "cpu_count": 8, "cpus_usable": 2, "jax": "0.10.2",
                         "git_commit": "0123456789abcdef", "git_clean": False}
   metrics.write_text(json.dumps(data))
-  line = [l for l in claims.imdb_readme(tree).splitlines() if "seed_gru" in l][0]
+  line = [l for l in results.imdb_seed(tree).splitlines() if "seed_gru" in l][0]
   for fact in ("2027-01-02T03:04:05", "Some CPU 9000", "2 of 8", "0123456789",
                "uncommitted changes"):
     assert fact in line
-  assert "provenance not recorded" not in line
 
 
 def test_figures_come_from_the_files():
   """A few figures checked against the files by hand-free arithmetic."""
-  seed = claims.imdb_seed(ROOT)
+  seed = results.imdb_seed(ROOT)
   log = (ROOT / "examples/imdb/results/seed_gru/train.log").read_text()
   compiled = log.split("compiled in ")[1].split("s")[0]
   assert f"| {float(compiled):.1f} |" in seed
   gru = json.loads((ROOT / "examples/imdb/results/seed_gru/metrics.json").read_text())
   assert f"{gru['best']['val_accuracy']:.4f} ({gru['best']['epoch']})" in seed
+  study = json.loads((ROOT / "studies/results/lm/9min.json").read_text())
+  one = [r for r in study["rows"] if r["hidden"] == [200] and r["impl"] == "jax"
+         and r["key"]["size"] == {"minutes": 9.0}]
+  assert f"{one[0]['test_perplexity']:.1f} /" in results.summary(ROOT)
 
 
-def test_allocator_block_says_unmeasured_until_its_run_is_committed(tree):
-  (tree / claims.ALLOCATOR).unlink(missing_ok=True)
-  assert "Not measured in a committed run" in claims.imdb_allocator(tree)
-  run = {"out": "x", "wall_s": 100.0, "minflt": 1234567, "stime_s": 5.0, "utime_s": 200.0,
-         "epoch_seconds": [50.0, 51.0], "test_accuracy": 0.88}
-  (tree / claims.ALLOCATOR).write_text(json.dumps({
-      "provenance": {"utc": "2027-01-01T00:00:00+00:00", "cpu": "C", "git_commit": "abc",
-                     "git_clean": True, "cpu_count": 2, "cpus_usable": 2},
-      "command": "measure_allocator.py --preset strong",
-      "runs": {"without": dict(run, epoch_seconds=[70.0, 69.0]), "with": run},
-      "same_metrics": True}))
-  text = claims.imdb_allocator(tree)
-  assert "| without | 70, 69 |" in text and "| with | 50, 51 |" in text
-  assert "1,234,567" in text and "clean tree" in text and "Not measured" not in text
+def test_the_9_minute_language_model_study_has_every_point_with_its_peer():
+  lines = results.lm_table(ROOT, "9min").split("\n\n")[0].splitlines()
+  assert len(lines) == 2 + 7
 
 
-def test_compile_depth_page_is_rendered_once_its_json_exists(tree):
-  assert "quotes none of its figures" in claims.compile_depth_sentence(tree)
-  (tree / claims.COMPILE_DEPTH).write_text(json.dumps({
-      "provenance": {"utc": "U", "cpu": "C", "git_commit": "abc", "git_clean": True},
-      "device": "cpu", "repeats": 3, "depths": [2, 16], "batch": 64, "time": 100,
-      "features": 32,
-      "results": [{"cell": "lstm", "hidden": 256, "impl": "deeprnn_jax", "seconds": [1.0, 1.5]},
-                  {"cell": "lstm", "hidden": 256, "impl": "flax", "seconds": [1.0, 4.0]}]}))
-  assert "1.00 s at L=2, 1.50 s at L=16 (Flax 1.00 s to 4.00 s)" in (
-      claims.compile_depth_sentence(tree))
-  page = tree / "benchmarks/results/cpu-2core-compile-depth.md"
-  assert page in claims.report_pages(tree)
-  assert "| lstm | 256 | flax | 1.00 | 4.00 | 4.00 |" in claims.report_pages(tree)[page]()
+def test_the_api_reference_lists_every_public_name():
+  import deeprnn_jax
+  api = "\n".join(p.read_text() for p in (DOCS / "api").glob("*.md"))
+  documented = set(re.findall(r"^::: deeprnn_jax\.(\w+)$", api, re.M))
+  assert set(deeprnn_jax.__all__) | {"FlaxStackedRNN", "NNXStackedRNN"} <= documented, (
+      set(deeprnn_jax.__all__) - documented)
+  assert "_src" not in api  # public paths only
+  for module in ("cells", "diagnostics", "layers", "loops", "schedules"):
+    assert re.search(rf"^::: deeprnn_jax\.{module}\n    options:\n      members: true$", api,
+                     re.M), module
+
+
+def test_every_docs_page_is_in_the_nav():
+  nav = (ROOT / "mkdocs.yml").read_text()
+  missing = [p.relative_to(DOCS).as_posix() for p in PAGES
+             if f": {p.relative_to(DOCS).as_posix()}" not in nav]
+  assert not missing, missing
+
+
+def test_no_docs_page_names_a_private_module():
+  named = [p.relative_to(ROOT).as_posix() for p in [*PAGES, ROOT / "README.md"]
+           if p not in (DOCS / "architecture.md", LAB_NOTES)
+           and "deeprnn_jax._src" in _prose(p.read_text())]
+  assert not named, named
 
 
 def _split_sessions(tmp_path, same_session):
@@ -204,10 +238,11 @@ def test_report_counts_and_flags_weak_timings():
 
 
 def test_allocator_comparison_ignores_only_clocks():
+  tool = results._script("benchmarks/tools/measure_allocator.py")
   a = {"history": [{"loss": 1.0, "seconds": 5.0, "ms_per_step": 2.0}], "test": {"accuracy": 0.5},
        "test_last_epoch": {}, "best": {"epoch": 1}}
   b = copy.deepcopy(a)
   b["history"][0]["seconds"] = 9.0
-  assert measure_allocator.same_metrics(a, b)
+  assert tool.same_metrics(a, b)
   b["history"][0]["loss"] = 1.0000001
-  assert not measure_allocator.same_metrics(a, b)
+  assert not tool.same_metrics(a, b)
