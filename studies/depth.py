@@ -74,6 +74,8 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 DEFAULT_OUT = os.path.join(HERE, "results", "depth", "results.json")
 PROBE_ROWS = 250  # training reviews in the fixed batch the gradient norms are taken on
 REGULARISED = {"no": (False,), "yes": (True,), "both": (False, True)}
+REGULARISERS = {"dropout+residual": True, "dropout": False}  # -> residual connections?
+LEGACY = {"regulariser": "dropout+residual"}  # the settings of files older than the key
 EXIT_ERROR, EXIT_INTERRUPTED = 2, 130
 class StudyError(Exception):
   """A results file that cannot be used as asked; the message says what to do."""
@@ -113,6 +115,9 @@ def parse_args(argv=None):
   p.add_argument("--regularised", choices=tuple(REGULARISED), default="both",
                  help="without (no), with (yes) or both: dropout --dropout plus residual "
                       "connections between layers")
+  p.add_argument("--regulariser", choices=tuple(REGULARISERS), default="dropout+residual",
+                 help="what the regularised runs add: dropout and residual connections "
+                      "(default), or dropout alone")
   p.add_argument("--dropout", type=cli.number(float, 0.0, low_ok=False, high=1.0),
                  default=0.2, help="the dropout rate of the regularised runs")
   p.add_argument("--epochs", type=cli.number(int, 1), default=3)
@@ -133,6 +138,7 @@ def parse_args(argv=None):
 def settings(args):
   """What every run of the study shares; a results file holds rows of one setting."""
   return {"epochs": args.epochs, "limit_train": args.limit_train,
+          "regulariser": args.regulariser,
           "limit_test": args.limit_test, "dropout": args.dropout, "probe_rows": PROBE_ROWS,
           **{k: configs.DEFAULTS[k] for k in ("embed", "vocab", "maxlen", "pooling",
                                              "batch_size", "lr", "schedule", "clip",
@@ -169,8 +175,8 @@ def check_settings(results, wanted, path):
   have = results["settings"]
   if have is None:
     return
-  changed = [f"{k} (file: {have.get(k)!r}, now: {v!r})" for k, v in wanted.items()
-             if have.get(k) != v]
+  changed = [f"{k} (file: {have.get(k, LEGACY.get(k))!r}, now: {v!r})"
+             for k, v in wanted.items() if have.get(k, LEGACY.get(k)) != v]
   if changed:
     raise StudyError(f"{path} holds runs with other settings: {'; '.join(changed)}. Rerun "
                      f"with the file's settings to continue it, or pass another --out")
@@ -293,7 +299,9 @@ def run_config(point, s):
   reg = point["regularised"]
   return {**configs.DEFAULTS, **{k: s[k] for k in s if k in configs.DEFAULTS},
           "cell": point["cell"], "hidden": (point["width"],) * point["depth"],
-          "dropout": s["dropout"] if reg else 0.0, "residual": reg, "seed": point["seed"],
+          "dropout": s["dropout"] if reg else 0.0,
+          "residual": reg and REGULARISERS[s.get("regulariser", "dropout+residual")],
+          "seed": point["seed"],
           "out": None}
 
 

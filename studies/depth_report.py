@@ -65,7 +65,8 @@ def summary(results):
   lines = [
       f"IMDB, {s['epochs']} epoch{'s' * (s['epochs'] > 1)}, {sizes}, the last {s['maxlen']} tokens, vocabulary "
       f"{s['vocab']}, embedding {s['embed']}, batch {s['batch_size']}, Adam {s['lr']}; "
-      f"regularised: dropout {s['dropout']} and residual connections. Mean ± half the "
+      f"regularised: dropout {s['dropout']}"
+      f"{' and residual connections' if s.get('regulariser', 'dropout+residual') != 'dropout' else ' alone'}. Mean ± half the "
       f"range over the seeds (gradient ratios: mean (min-max)). {where}; "
       f"{dates[0]} to {dates[-1]}.", "",
       "| cell | width | regularised | depth | RNN params | seeds | best val acc | "

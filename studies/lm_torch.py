@@ -29,14 +29,17 @@ from examples.lm import report
 
 
 class TorchLM(nn.Module):
-  """Embedding -> LSTM stack -> linear, as model.language_model (equal widths only)."""
+  """Embedding -> LSTM or GRU stack -> linear, as model.language_model (equal widths, no
+  residual connections)."""
 
-  def __init__(self, vocab, embed, hidden, layers, dropout=0.0, tie=False, init_range=0.1):
+  def __init__(self, vocab, embed, hidden, layers, dropout=0.0, tie=False, init_range=0.1,
+               cell="lstm"):
     super().__init__()
     self.drop = nn.Dropout(dropout)
     self.encoder = nn.Embedding(vocab, embed)
-    self.rnn = nn.LSTM(embed, hidden, layers, dropout=dropout if layers > 1 else 0.0,
-                       batch_first=True)
+    kind = {"lstm": nn.LSTM, "gru": nn.GRU}[cell]
+    self.rnn = kind(embed, hidden, layers, dropout=dropout if layers > 1 else 0.0,
+                    batch_first=True)
     self.decoder = nn.Linear(hidden, vocab)
     with torch.no_grad():
       for name, p in self.named_parameters():
@@ -44,7 +47,7 @@ class TorchLM(nn.Module):
           p.zero_()
         else:
           p.uniform_(-init_range, init_range)
-      for k in range(layers):  # gate rows [i | f | g | o]: the forget gate starts open
+      for k in range(layers if cell == "lstm" else 0):  # rows [i | f | g | o]: f open
         getattr(self.rnn, f"bias_ih_l{k}")[hidden:2 * hidden] = 1.0
     if tie:
       self.decoder.weight = self.encoder.weight
@@ -59,8 +62,11 @@ def build(cfg):
   if len(widths) != 1:
     raise ValueError(f"--hidden: nn.LSTM(num_layers=L) has one width for all layers; "
                      f"expected equal widths, got {','.join(map(str, cfg['hidden']))}")
+  if cfg["residual"]:
+    raise ValueError("--residual: nn.LSTM and nn.GRU have no residual connections; run the "
+                     "peer without --residual")
   return TorchLM(cfg["vocab"], cfg["embed"], cfg["hidden"][0], len(cfg["hidden"]),
-                 cfg["dropout"], cfg["tie"], cfg["init_range"])
+                 cfg["dropout"], cfg["tie"], cfg["init_range"], cfg["cell"])
 
 
 def make_optimizer(cfg, net, total_steps):
@@ -73,7 +79,8 @@ def make_optimizer(cfg, net, total_steps):
 
 
 def detach(state):
-  return tuple(s.detach() for s in state)
+  """The carry without its gradient: (h, c) for an LSTM, h for a GRU."""
+  return tuple(s.detach() for s in state) if isinstance(state, tuple) else state.detach()
 
 
 def train_epoch(net, opt, sched, data, cfg):
@@ -147,7 +154,7 @@ def main(argv=None):
   net = build(cfg)
   chunks = input_pipeline.num_chunks(data.train.shape[1] - 1, cfg["bptt"])
   opt, sched = make_optimizer(cfg, net, cfg["epochs"] * chunks)
-  print(f"PyTorch {torch.__version__} LSTM {','.join(map(str, cfg['hidden']))}, "
+  print(f"PyTorch {torch.__version__} {cfg['cell'].upper()} {','.join(map(str, cfg['hidden']))}, "
         f"{sum(p.numel() for p in net.parameters())} parameters", flush=True)
   history = []
   for epoch in range(1, cfg["epochs"] + 1):

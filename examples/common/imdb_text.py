@@ -3,7 +3,8 @@
 Reviews are read with `tfds.data_source` (random access to the prepared array_record
 files, no TensorFlow). `prepare` downloads and prepares them once, which does need
 TensorFlow: tfds reads the downloaded archive through tf.io.gfile. Tokens are lower-cased
-words with HTML line breaks removed.
+words with HTML line breaks removed (`tokenize`), or the characters of the text with its
+HTML line breaks as spaces (`clean`).
 
 The data dir is `--data-dir`, else $TFDS_DATA_DIR, else `../shared/tensorflow_datasets`
 beside this checkout when that holds a prepared imdb_reviews (where this project's
@@ -192,3 +193,9 @@ def num_reviews(data_dir: str, split: str, limit: int = 0) -> int:
 def tokenize(texts: Sequence[str]) -> List[List[str]]:
   """Lower-cased words of every text, HTML line breaks removed."""
   return [_WORD.findall(_BREAK.sub(" ", t.lower())) for t in texts]
+
+
+def clean(texts: Sequence[str]) -> List[str]:
+  """Every text as it was written (case and punctuation kept), HTML line breaks as
+  spaces: what a character-level model reads."""
+  return [_BREAK.sub(" ", t) for t in texts]

@@ -2,10 +2,12 @@
 
 The 50,000 unlabelled reviews (split "unsupervised") are the training text; the labelled
 test split gives the held-out text: its first `val_reviews` reviews for validation, the
-next `test_reviews` for test. Words are examples/common/imdb_text.py's tokens (lower-cased, HTML
-line breaks removed); every review ends with <eos>, so the streams run across reviews as
-PTB's run across sentences. The vocabulary is the `vocab - 2` most frequent words of the
-training text, plus <eos> (id 0) and <unk> (id 1) for every other word.
+next `test_reviews` for test. Tokens are words (examples/common/imdb_text.py's: lower-cased, HTML
+line breaks removed) or characters (the text as written, HTML line breaks as spaces), as
+`level` says (examples/lm/levels.py); every review ends with <eos>, so the streams run
+across reviews as PTB's run across sentences. The vocabulary is the `vocab - 2` most
+frequent tokens of the training text, plus <eos> (id 0) and <unk> (id 1) for every other
+one.
 
 Batches are the classic ones (Zaremba et al. 2014; PyTorch's word_language_model): the
 stream of n ids is cut into B contiguous streams, a [B, n // B] array whose row b is
@@ -22,8 +24,9 @@ from typing import Dict, List, NamedTuple, Sequence
 import numpy as np
 
 from examples.common import imdb_text
+from examples.lm import levels
 
-EOS, UNK = 0, 1
+EOS, UNK = levels.EOS, levels.UNK
 SPECIALS = ("<eos>", "<unk>")
 TRAIN_SPLIT, HELD_OUT_SPLIT = "unsupervised", "test"
 tokenize = imdb_text.tokenize
@@ -43,26 +46,26 @@ class Corpus(NamedTuple):
   words: List[str]  # id -> word
 
 
-def _by_frequency(token_lists, vocab_size):
-  """The `vocab_size - 2` most frequent words, ids from 2 by rank (ties: first seen)."""
-  counts = collections.Counter(itertools.chain.from_iterable(token_lists))
-  return {w: i + 2 for i, (w, _) in enumerate(counts.most_common(vocab_size - 2))}
+def _by_frequency(counts, vocab_size):
+  """The `vocab_size - 2` most frequent tokens, ids from 2 by rank (ties: first seen)."""
+  return {w: i + 2 for i, (w, _) in
+          enumerate(collections.Counter(counts).most_common(vocab_size - 2))}
 
 
 def build_vocab(token_lists: Sequence[Sequence[str]], vocab_size: int) -> Dict[str, int]:
   """<eos> 0, <unk> 1, then the `vocab_size - 2` most frequent words (ties: first seen)."""
+  return vocab_of(collections.Counter(itertools.chain.from_iterable(token_lists)), vocab_size)
+
+
+def vocab_of(counts: Dict[str, int], vocab_size: int) -> Dict[str, int]:
+  """<eos> 0, <unk> 1, then the `vocab_size - 2` most frequent of `counts`' tokens."""
   if vocab_size < 3:
     raise ValueError(f"vocab_size: expected at least 3 (<eos> and <unk> are 2 of the ids), "
                      f"got {vocab_size}")
-  return {**dict(zip(SPECIALS, (EOS, UNK))), **_by_frequency(token_lists, vocab_size)}
+  return {**dict(zip(SPECIALS, (EOS, UNK))), **_by_frequency(counts, vocab_size)}
 
 
-def encode(token_lists: Sequence[Sequence[str]], vocab: Dict[str, int]) -> np.ndarray:
-  """One stream int32 [n]: each text's ids followed by <eos>, unknown words as <unk>."""
-  n = sum(len(t) + 1 for t in token_lists)
-  ids = itertools.chain.from_iterable(
-      itertools.chain((vocab.get(w, UNK) for w in t), (EOS,)) for t in token_lists)
-  return np.fromiter(ids, np.int32, n)
+encode = levels.encode_tokens
 
 
 def batchify(ids: np.ndarray, batch_size: int, what: str = "text") -> np.ndarray:
@@ -98,52 +101,56 @@ def chunk(data: np.ndarray, start: int, bptt: int) -> dict:
           "length": stop - start}
 
 
-def _read(data_dir: str, split: str, limit: int) -> List[List[str]]:
-  texts, _ = imdb_text.load_split(data_dir, split, limit)
-  return tokenize(texts)
+def _read(data_dir: str, split: str, limit: int) -> List[str]:
+  return imdb_text.load_split(data_dir, split, limit)[0]
 
 
-def _train_reviews(data_dir: str, limit_tokens: int) -> List[List[str]]:
-  """Tokenised training reviews: all of them, or the first ones holding `limit_tokens`
-  tokens (<eos> counted); read in growing slices, as reading all takes seconds."""
+def _train_texts(data_dir: str, limit_tokens: int, level: levels.Level) -> List[str]:
+  """Training reviews: all of them, or the first ones holding `limit_tokens` tokens
+  (<eos> counted); read in growing slices, as reading all takes seconds."""
   if not limit_tokens:
     return _read(data_dir, TRAIN_SPLIT, 0)
-  count = limit_tokens // 200 + 16  # reviews hold about 235 words
+  count = limit_tokens // level.per_review + 16
   while True:
-    reviews = _read(data_dir, TRAIN_SPLIT, count)
-    ends = np.cumsum([len(t) + 1 for t in reviews])
-    if ends[-1] >= limit_tokens or len(reviews) < count:  # enough, or the whole split
-      return reviews[:int(np.searchsorted(ends, limit_tokens)) + 1]
+    texts = _read(data_dir, TRAIN_SPLIT, count)
+    ends = np.cumsum(level.lengths(texts))
+    if ends[-1] >= limit_tokens or len(texts) < count:  # enough, or the whole split
+      return texts[:int(np.searchsorted(ends, limit_tokens)) + 1]
     count *= 2
 
 
 def load(data_dir: str, vocab_size: int, limit_train_tokens: int = 0,
          val_reviews: int = 5000, test_reviews: int = 5000,
-         vocab_text: str = "train") -> Corpus:
+         vocab_text: str = "train", level: str = "word") -> Corpus:
   """Reads and encodes the corpus.
 
   Args:
     data_dir: a tfds data dir holding a prepared imdb_reviews.
     vocab_size: ids in the vocabulary, <eos> and <unk> included.
     limit_train_tokens: train on the first N tokens of the training stream (0: all,
-      about 11.8 million).
+      about 11.8 million words or 65 million characters).
     val_reviews, test_reviews: how many held-out reviews each part has.
     vocab_text: "train", the vocabulary of the reviews trained on; or "corpus", that of the
       whole training split whatever `limit_train_tokens` is, so that runs of different
       lengths share one vocabulary and their perplexities compare.
+    level: "word" or "char", what a token is (examples/lm/levels.py).
   """
   if vocab_text not in ("train", "corpus"):
     raise ValueError(f"vocab_text: expected 'train' or 'corpus', got {vocab_text!r}")
+  if level not in levels.LEVELS:
+    raise ValueError(f"level: expected one of {', '.join(levels.LEVELS)}, got {level!r}")
+  tokens = levels.LEVELS[level]
   read_all = vocab_text == "corpus" or not limit_train_tokens
-  train = _train_reviews(data_dir, 0 if read_all else limit_train_tokens)
-  vocab = build_vocab(train, vocab_size)
-  ids = encode(train, vocab)
+  train = _train_texts(data_dir, 0 if read_all else limit_train_tokens, tokens)
+  vocab = vocab_of(tokens.counts(train), vocab_size)
+  ids = tokens.encode(train, vocab)
   if limit_train_tokens:
     ids = ids[:limit_train_tokens]
   held_out = _read(data_dir, HELD_OUT_SPLIT, val_reviews + test_reviews)
   words = [w for w, _ in sorted(vocab.items(), key=lambda kv: kv[1])]
-  return Corpus(ids, encode(held_out[:val_reviews], vocab),
-                encode(held_out[val_reviews:val_reviews + test_reviews], vocab), vocab, words)
+  return Corpus(ids, tokens.encode(held_out[:val_reviews], vocab),
+                tokens.encode(held_out[val_reviews:val_reviews + test_reviews], vocab),
+                vocab, words)
 
 
 def load_for(cfg: dict) -> Corpus:
@@ -153,7 +160,7 @@ def load_for(cfg: dict) -> Corpus:
   imdb_text.check_data_dir(data_dir)  # fail fast, before the slow reads
   t0 = time.perf_counter()
   corpus = load(data_dir, cfg["vocab"], cfg["limit_train_tokens"], cfg["val_reviews"],
-                cfg["test_reviews"], cfg["vocab_text"])
+                cfg["test_reviews"], cfg["vocab_text"], cfg["level"])
   train = batchify(corpus.train, cfg["batch_size"], "training text")
   print(f"IMDB text from {data_dir}: {len(corpus.train)} training tokens as "
         f"{train.shape[0]} streams of {train.shape[1]}, {len(corpus.val)} validation and "

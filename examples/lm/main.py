@@ -1,9 +1,11 @@
-"""Trains a word-level stacked-LSTM language model on the IMDB reviews' text.
+"""Trains a word- or character-level stacked-LSTM (or GRU) language model on IMDB text.
 
     python -m examples.lm.main --limit-train-tokens 2000000 --out runs/lm
     python -m examples.lm.main --limit-train-tokens 2000000 --out runs/lm   # again: continues
     python -m examples.lm.main --layers 3 --hidden 256 --embed 256 --tie --out runs/lm3
     python -m examples.lm.main --out runs/lm --epochs 4 --sample "this movie was"
+    python -m examples.lm.main --level char --vocab 200 --embed 32 --hidden 256 --bptt 100 \
+        --cell gru --layers 4 --residual --limit-train-tokens 2000000 --val-every 100
 
 Run it from the repository root. The classic setup (Zaremba et al. 2014; PyTorch's
 word_language_model): the training text as `--batch-size` continuous streams, read in
@@ -30,6 +32,12 @@ PROG = "python -m examples.lm.main"
 
 
 def _model_flags(p):
+  p.add_argument("--level", choices=("word", "char"),
+                 help="tokens are words (default) or characters: a character-level model, "
+                      "scored in bits per character (give --vocab about 200)")
+  p.add_argument("--cell", choices=("lstm", "gru"), help="the recurrent cell (lstm)")
+  p.add_argument("--residual", action="store_true",
+                 help="skip connections around every layer above the first (equal widths)")
   p.add_argument("--layers", type=cli.number(int, 1),
                  help="LSTM layers, each as wide as the one --hidden width (default 2)")
   p.add_argument("--hidden", type=cli.widths("200,200"),
@@ -75,6 +83,10 @@ def _data_flags(p):
   p.add_argument("--test-reviews", type=cli.number(int, 1),
                  help="test: the next N reviews of the labelled test split (5000)")
   p.add_argument("--eval-batch-size", type=cli.number(int, 1), help="streams when evaluating (10)")
+  p.add_argument("--val-every", type=cli.number(int, 0), metavar="N",
+                 help="also validate every N optimizer steps, for a learning curve "
+                      "(validation loss against tokens seen) in metrics.json's 'curve' "
+                      "(0 = after each epoch only)")
   p.add_argument("--data-dir", help="tfds data dir (else $TFDS_DATA_DIR, else "
                                     "~/tensorflow_datasets) holding a prepared imdb_reviews")
 
@@ -140,6 +152,9 @@ def parse(argv=None, description=None, prog=PROG, default_out=True):
     p.error(f"--tie: the output layer is the embedding [vocab, embed], so the top LSTM layer "
             f"must be --embed wide; expected a last --hidden width of {cfg['embed']}, got "
             f"--hidden {','.join(map(str, cfg['hidden']))}")
+  if cfg["residual"] and len(set(cfg["hidden"][1:])) > 1:
+    p.error(f"--residual: each layer above the first adds its input to its output, so those "
+            f"layers must be equally wide; got --hidden {','.join(map(str, cfg['hidden']))}")
   if default_out:
     cfg["out"] = cfg["out"] or cli.default_out("lm")
   return args, cfg

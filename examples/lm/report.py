@@ -15,6 +15,11 @@ def perplexity(nll_sum: float, count: float) -> float:
   return math.exp(mean) if mean < 700 else math.inf
 
 
+def bits(loss: float) -> float:
+  """A mean NLL in nats as bits per token: bits per character at the char level."""
+  return loss / math.log(2)
+
+
 def epoch_line(r: dict) -> str:
   return (f"epoch {r['epoch']} - {r['train_seconds']:.0f}s training, "
           f"{r['tokens_per_s']:.0f} tokens/s - loss: {r['loss']:.4f} - perplexity: "
@@ -63,8 +68,14 @@ def row(metrics: dict) -> dict:
   seconds = [r["train_seconds"] + r["val_seconds"] for r in history]
   tokens = sum(r["tokens"] for r in history)
   return {"impl": metrics["impl"], "depth": len(cfg["hidden"]), "hidden": list(cfg["hidden"]),
+          "level": cfg.get("level", "word"), "cell": cfg.get("cell", "lstm"),
+          "residual": cfg.get("residual", False),
           "params": metrics["params"], "val_perplexity": history[-1]["val_perplexity"],
           "test_perplexity": metrics["test"]["perplexity"],
+          "val_bits": bits(history[-1]["val_loss"]), "test_bits": bits(metrics["test"]["loss"]),
+          "train_bits": bits(history[-1]["loss"]),
+          "curve": [{"tokens": c["tokens"], "val_bits": bits(c["val_loss"])}
+                    for c in metrics.get("curve", [])],
           "seconds_per_epoch": sum(seconds) / len(seconds),
           "tokens_per_s": tokens / sum(r["train_seconds"] for r in history),
           "epochs": len(history), "tokens_per_epoch": history[-1]["tokens"],

@@ -7,11 +7,12 @@ import jax.numpy as jnp
 import numpy as np
 
 from examples.lm import input_pipeline
+from examples.lm import levels
 
 
-def prompt_ids(prompt: str, vocab) -> np.ndarray:
-  """<eos> (a review starts after one) and the prompt's words, unknown ones as <unk>."""
-  words = input_pipeline.tokenize([prompt])[0]
+def prompt_ids(prompt: str, vocab, level: str = "word") -> np.ndarray:
+  """<eos> (a review starts after one) and the prompt's tokens, unknown ones as <unk>."""
+  words = levels.LEVELS[level].split(prompt)
   return np.array([input_pipeline.EOS] + [vocab.get(w, input_pipeline.UNK) for w in words],
                   np.int32)
 
@@ -39,12 +40,13 @@ def sample_ids(lm, params, prompt, n_words: int, temperature: float, key) -> jax
 
 
 def sample_text(lm, params, prompt: str, vocab, words: List[str], n_words: int = 50,
-                temperature: float = 1.0, seed: int = 0) -> str:
-  """The prompt followed by `n_words` sampled words; <eos> (the end of a review) shown
-  as " | "."""
+                temperature: float = 1.0, seed: int = 0, level: str = "word") -> str:
+  """The prompt followed by `n_words` sampled tokens (words or characters, as `level`);
+  <eos> (the end of a review) shown as "|"."""
   run = jax.jit(lambda p, ids, k: sample_ids(lm, p, ids, n_words, temperature, k))
-  ids = run(params, jnp.asarray(prompt_ids(prompt, vocab)), jax.random.key(seed))
+  ids = run(params, jnp.asarray(prompt_ids(prompt, vocab, level)), jax.random.key(seed))
   # ids past `words` exist when the text had fewer distinct words than the vocabulary
   name = lambda i: "|" if i == input_pipeline.EOS else words[i] if i < len(words) else "<unk>"
   drawn = (name(i) for i in np.asarray(ids))
-  return " ".join([prompt.strip(), *drawn]).strip()
+  sep = levels.LEVELS[level].sep
+  return (prompt.strip() + sep + sep.join(drawn)).strip()

@@ -67,14 +67,15 @@ def fresh_run(lm, tx, cfg):
   return {"state": {"params": params, "opt_state": tx.init(params),
                     "carry": lm.initial_state(cfg["batch_size"])},
           "rng": np.asarray(jax.random.key_data(k_steps)).tolist(),
-          "epoch": 0, "segment": 0, "global_step": 0, "sums": {}, "history": []}
+          "epoch": 0, "segment": 0, "global_step": 0, "sums": {}, "history": [],
+          "tokens_seen": 0, "curve": []}
 
 
 def restore_run(out, lm, tx, cfg):
   """The run of the latest checkpoint in `out`, its arrays placed as freshly built ones."""
   like = fresh_run(lm, tx, cfg)
   state, meta = checkpoint.restore(out, like["state"])
-  return {**{k: meta[k] for k in like if k != "state"}, "state": state}
+  return {**{k: meta.get(k, like[k]) for k in like if k != "state"}, "state": state}
 
 
 def save_run(out, run, cfg):
@@ -131,10 +132,12 @@ def train_segment(run, cfg, data, call, start, stop):
                ("seconds", seconds), ("steps", len(losses))):
     sums[k] = sums.get(k, 0) + v
   run["segment"], run["global_step"] = run["segment"] + 1, step
+  run["tokens_seen"] += int(lengths.sum()) * B
 
 
-def train_epoch(run, cfg, data, calls, stop):
-  """Runs the rest of epoch `run["epoch"]` from segment `run["segment"]`."""
+def train_epoch(run, cfg, data, calls, stop, validate=None):
+  """Runs the rest of epoch `run["epoch"]` from segment `run["segment"]`; `validate(run)`
+  after each call that passes a multiple of --val-every steps."""
   segs = input_pipeline.segments(data.shape[1] - 1, cfg["bptt"], cfg["chunks_per_call"])
   if run["segment"] == 0:  # each epoch starts from zeros, as the text does
     run["state"]["carry"] = jax.tree.map(jnp.zeros_like, run["state"]["carry"])
@@ -146,6 +149,9 @@ def train_epoch(run, cfg, data, calls, stop):
     before = run["global_step"]
     train_segment(run, cfg, data, calls[end - start], start, end)
     bar.update(run["global_step"] - before)
+    every = cfg["val_every"]
+    if validate and every and run["global_step"] // every > before // every:
+      validate(run)
     bar.set_postfix(ppl=f"{report.perplexity(run['sums']['nll'], run['sums']['tokens']):.1f}")
     if stop["signal"] and run["segment"] < len(segs):
       bar.close()
@@ -168,6 +174,12 @@ def evaluate(eval_step, lm, params, ids, cfg, what):
   return {"loss": nll / count, "perplexity": report.perplexity(nll, count), "tokens": count}
 
 
+def curve_point(run, val):
+  """A point of the learning curve: validation loss after `tokens_seen` training tokens."""
+  return {"tokens": run["tokens_seen"], "step": run["global_step"], "epoch": run["epoch"] + 1,
+          "val_loss": val["loss"]}
+
+
 def epoch_record(run, val, val_seconds):
   s = run["sums"]
   return {"epoch": run["epoch"] + 1, "loss": s["nll"] / s["tokens"],
@@ -183,10 +195,12 @@ def fit(run, cfg, lm, data, steps, write):
   calls, eval_step = steps
   stop = {"signal": None}
   previous = cli.on_signals(stop)
+  validate = lambda run: run["curve"].append(curve_point(run, evaluate(
+      eval_step, lm, run["state"]["params"], data.val, cfg, "validation")))
   try:
     while run["epoch"] < cfg["epochs"]:
       try:
-        train_epoch(run, cfg, data.train, calls, stop)
+        train_epoch(run, cfg, data.train, calls, stop, validate)
       except Interrupted:
         save_run(cfg["out"], run, cfg)
         write(run)
@@ -194,6 +208,8 @@ def fit(run, cfg, lm, data, steps, write):
       t_val = time.perf_counter()
       val = evaluate(eval_step, lm, run["state"]["params"], data.val, cfg, "validation")
       run["history"].append(epoch_record(run, val, time.perf_counter() - t_val))
+      if not run["curve"] or run["curve"][-1]["step"] != run["global_step"]:
+        run["curve"].append(curve_point(run, val))
       print(report.epoch_line(run["history"][-1]), flush=True)
       run.update(epoch=run["epoch"] + 1, segment=0, sums={})
       save_run(cfg["out"], run, cfg)
@@ -210,7 +226,8 @@ def device_name():
 
 
 def metrics(cfg, run, n_params, origin, test=None, sample=None):
-  return {"impl": "jax", "config": cfg, "history": run["history"], "test": test,
+  return {"impl": "jax", "config": cfg, "history": run["history"], "curve": run["curve"],
+          "test": test,
           "sample": sample, "params": n_params, "device": device_name(),
           "steps": run["global_step"], "provenance": origin}
 
@@ -236,14 +253,16 @@ def train(cfg, resuming, origin, cache):
   counted = dict(compile_cache.counts)
   data = input_pipeline.load_for(cfg)
   lm = model.language_model(cfg["vocab"], cfg["embed"], cfg["hidden"], dropout=cfg["dropout"],
-                            tie=cfg["tie"], init_range=cfg["init_range"])
+                            tie=cfg["tie"], init_range=cfg["init_range"], cell=cfg["cell"],
+                            residual=cfg["residual"])
   segs = input_pipeline.segments(data.train.shape[1] - 1, cfg["bptt"], cfg["chunks_per_call"])
   tx = make_optimizer(cfg, sum(input_pipeline.num_chunks(b - a, cfg["bptt"]) for a, b in segs))
   run = restore_run(cfg["out"], lm, tx, cfg) if resuming else fresh_run(lm, tx, cfg)
   t0 = time.perf_counter()
   steps = compile_steps(lm, tx, run, cfg, sorted({b - a for a, b in segs}))
   n_params = drnn.count_params(run["state"]["params"])
-  print(f"LSTM {','.join(map(str, cfg['hidden']))}, embed {cfg['embed']}"
+  print(f"{cfg['cell'].upper()} {','.join(map(str, cfg['hidden']))}"
+        f"{' residual' if cfg['residual'] else ''}, {cfg['level']} level, embed {cfg['embed']}"
         f"{' (tied)' if cfg['tie'] else ''}, {n_params} parameters; "
         f"{device_name()}; compiled in {time.perf_counter() - t0:.1f}s "
         f"({compile_cache.summary(cache, counted)}); "
@@ -258,6 +277,7 @@ def train(cfg, resuming, origin, cache):
   sample = None
   if cfg["sample"] is not None:
     sample = sampling.sample_text(lm, params, cfg["sample"], data.vocab, data.words,
-                                  cfg["sample_words"], cfg["temperature"], cfg["seed"])
+                                  cfg["sample_words"], cfg["temperature"], cfg["seed"],
+                                  cfg["level"])
     print(f"sample (temperature {cfg['temperature']}): {sample}")
   report.write_metrics(cfg["out"], metrics(cfg, run, n_params, origin, test, sample))

@@ -3,6 +3,9 @@
 
 def get_config():
   return dict(
+      level="word",       # tokens are words, or "char": characters (bits per character)
+      cell="lstm",        # or "gru"
+      residual=False,     # skip connections around every layer above the first (Wu et al. 2016)
       hidden=(200, 200),  # LSTM widths, bottom first (word_language_model: --nhid 200 --nlayers 2)
       embed=200,          # word vectors (--emsize 200)
       vocab=10000,        # ids, <eos> and <unk> included (PTB's size)
@@ -20,7 +23,8 @@ def get_config():
       vocab_text="train",  # count the vocabulary over the text trained on, or the whole "corpus"
       val_reviews=5000,   # the first 5,000 reviews of the labelled test split: validation
       test_reviews=5000,  # the next 5,000: test
-      eval_batch_size=10,  # streams when evaluating (word_language_model: 10)
+      eval_batch_size=10,
+      val_every=0,        # also validate every N optimizer steps (a learning curve); 0 = per epoch only  # streams when evaluating (word_language_model: 10)
       chunks_per_call=25,  # bptt chunks (optimizer steps) per jitted call: the progress grain
       seed=0,             # parameters and dropout follow from it (the text is never shuffled)
       data_dir=None,      # tfds data dir; else $TFDS_DATA_DIR, ../shared/..., ~/tensorflow_datasets
