@@ -21,6 +21,7 @@ from deeprnn_jax._src.interop.torch import to_torch
 from deeprnn_jax._src.layers.dropout import elementwise as dropout
 from deeprnn_jax._src.layers.dropout import keep_mask
 from deeprnn_jax._src.layers.zoneout import zoneout
+from deeprnn_jax._src.loops.auto import choices as time_loop_choices
 from deeprnn_jax._src.loops.cudnn import cudnn_time_loop
 from deeprnn_jax._src.loops.scan import loop_layer
 from deeprnn_jax._src.loops.scan import scan_layer
@@ -50,6 +51,7 @@ __all__ = (
     "compose",
     "count_params",
     "cudnn_time_loop",
+    "time_loop_choices",
     "diagnostics",
     "dropout",
     "from_keras",

@@ -14,6 +14,8 @@ ENTRIES = {
     TimeLoop: {
         "scan": "loops.scan:SCAN",
         "cudnn": "loops.cudnn:CUDNN",
+        "onednn": "loops.onednn:ONEDNN",
+        "auto": "loops.auto:AUTO",
     },
     Schedule: {
         "layer": "schedules.layer:LAYER",

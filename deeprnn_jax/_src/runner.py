@@ -40,9 +40,13 @@ class Runner:
   def __init__(self, layers, groups, options, input_size):
     self.layers, self.groups, self.o = layers, groups, options
     self.input_size, self.schedule = input_size, options.schedule
+    self.cells = tuple(layer.cell for layer in layers)
+    depth_scan = options.time_loop.depth_scan
+    if self.schedule.name == "layer" and not (
+        depth_scan(options, self.cells) if callable(depth_scan) else depth_scan):
+      self.schedule = REFERENCE  # layer after layer in Python: one kernel call each
     self.bidirectional = layers[0].directions == 2
     self.widths = (input_size,) + tuple(layer.width for layer in layers)
-    self.cells = tuple(layer.cell for layer in layers)
 
   def init(self, key, dtype=jnp.float32):
     """The stack's parameters: a tuple with one dict per group of equal layers, each leaf

@@ -102,12 +102,18 @@ class TimeLoop(NamedTuple):
     supports: the stack features (`core/capabilities.py`) it can run.
     check: `check(options, cells)` raises for what `supports` cannot say (a cell's
       equations, a dtype).
+    depth_scan: whether the "layer" schedule may run a group of equal layers as a
+      `lax.scan` over depth (a bool, or `depth_scan(options, cells) -> bool`). A fused
+      kernel called once per layer says False: XLA's scan around the kernel's backward
+      doubled its time (loops/onednn.py), and a Python loop over the layers costs one
+      kernel call each to compile.
   """
 
   name: str
   make: Callable
   supports: FrozenSet[str] = frozenset()
   check: Callable = lambda options, cells: None
+  depth_scan: Any = True
 
 
 class Schedule(NamedTuple):
