@@ -56,6 +56,9 @@ def pytest_addoption(parser):
   for name in grid.SIZES:
     group.addoption(f"--bench-{name}", default=None,
                     help=f"override the grid's {name} (env DEEPRNN_BENCH_{name.upper()})")
+  group.addoption("--bench-isolate", choices=("0", "1"), default=None,
+                  help="1: each benchmark alone in a process of its own (the full grid's "
+                       "default); 0: in this process (the quick grid's)")
 
 
 def pytest_configure(config):

@@ -14,6 +14,9 @@ A setting comes from a pytest option `--bench-NAME` or else the environment vari
     time      T
     features  F
     seconds   steady-state seconds to spend per benchmark
+    isolate   1: measure each benchmark alone in a process of its own
+              (measure_point.py; the full grid's default), 0: in the pytest process
+              (the quick grid's, for the code paths in CI)
 """
 
 from typing import Callable, Mapping, NamedTuple, Optional
@@ -22,12 +25,12 @@ import workloads as wl
 
 GRIDS = {
     "quick": dict(cells=("rnn", "lstm", "gru"), hidden=(16,), depth=(1, 2), batch=4,
-                  time=10, features=32, seconds=0.05),  # seconds in CI, for the code paths
+                  time=10, features=32, seconds=0.05, isolate=False),  # CI: the code paths
     "full": dict(cells=("rnn", "lstm", "gru"), hidden=(128, 256), depth=(1, 2, 4, 8, 16),
-                 batch=64, time=100, features=32, seconds=1.5),  # the published grid
+                 batch=64, time=100, features=32, seconds=1.5, isolate=True),  # published
 }
 SIZES = ("cells", "hidden", "depth", "batch", "time", "features", "seconds")
-SETTINGS = ("grid", "impl", "opts") + SIZES
+SETTINGS = ("grid", "impl", "opts", "isolate") + SIZES
 LISTS = ("cells", "hidden", "depth")
 INTS = ("hidden", "depth", "batch", "time", "features")
 
@@ -40,6 +43,7 @@ class Point(NamedTuple):
   label: str  # impl as reported, e.g. "deeprnn_jax[unroll=2]" for an option set
   opts: dict  # stacked_rnn kwargs (deeprnn_jax only)
   seconds: float  # steady-state time to aim for
+  isolate: bool = False  # measured alone in a process of its own (measure_point.py)
 
 
 def setting(option: Callable[[str], Optional[object]], environ: Mapping[str, str], name):
@@ -91,6 +95,11 @@ def bench_points(option: Callable[[str], Optional[object]], environ: Mapping[str
     text = setting(option, environ, name)
     if text is not None:
       grid[name] = _parse(name, text)
+  isolate = setting(option, environ, "isolate")
+  if isolate is not None:
+    if str(isolate) not in ("0", "1"):
+      raise ValueError(f"--bench-isolate: expected 0 or 1, got {isolate!r}")
+    grid["isolate"] = str(isolate) == "1"
   texts = option("opts") or [environ.get("DEEPRNN_BENCH_OPTS")]
   opt_sets = [s for text in texts for s in wl.parse_opts(text)]
   impls = [("deeprnn_jax", wl.impl_label(s), s) for s in opt_sets]
@@ -103,7 +112,7 @@ def bench_points(option: Callable[[str], Optional[object]], environ: Mapping[str
       raise ValueError(f"--bench-impl: expected some of {sorted(known)}, got {wanted!r}")
     impls = [(i, label, s) for i, label, s in impls if i in names or label in names]
   return [Point(wl.Spec(cell, hidden, depth, grid["batch"], grid["time"], grid["features"]),
-                impl, label, opts, grid["seconds"])
+                impl, label, opts, grid["seconds"], grid["isolate"])
           for cell in grid["cells"] for hidden in grid["hidden"] for depth in grid["depth"]
           for impl, label, opts in impls]
 

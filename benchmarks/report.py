@@ -86,8 +86,10 @@ def load_rows(paths):
         continue  # not a training-step benchmark (or run with --benchmark-disable)
       stats = bench.get("stats") or {}
       info["rounds"] = stats.get("rounds", info.get("rounds"))
-      if stats.get("median"):
+      if stats.get("median") and "step_times_s" not in info:  # else measured in its own process
         info["spread"] = (stats["max"] - stats["min"]) / stats["median"]
+      if "step_times_s" in info:
+        info["rounds"] = len(info["step_times_s"])
       info["_source"], info["_order"] = source["index"], order
       rows[(info["impl"], info["cell"], info["hidden"], info["depth"])] = info
   if not rows:

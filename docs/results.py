@@ -56,6 +56,10 @@ KERAS_SEED = "benchmarks/results/keras-seed-cpu.json"
 SCALING = "benchmarks/results/scaling-cpu.json"
 GRADIENT_FLOW = "studies/results/gradient_flow/results.json"
 DEPTH = "studies/results/depth/results.json"
+CHAR_LM = "studies/results/char_lm/study.json"
+OVERFIT = "studies/results/overfit"
+# the fused CPU loop against the peers: widths at L = 2, depths at H = 128, the seed width
+FUSED = ("benchmarks/results/cpu-amd-fused-widths.json", "benchmarks/results/cpu-amd-fused-depths.json")
 CELL_NAMES = {"rnn": "SimpleRNN", "lstm": "LSTM", "gru": "GRU"}
 # Quoted, not measured here: the best validation accuracies published for the Keras seed
 # model that the trainer's defaults reproduce (it published none for SimpleRNN).
@@ -431,6 +435,64 @@ def lm_table(root, name):
       f"{dates[0]} to {dates[-1]}, commits {', '.join(commits)}.")
 
 
+def _rows_source(rows, path, command):
+  cpus = sorted({f"{r['cpu']} ({r['cpus_usable']} CPUs usable)" for r in rows if r.get("cpu")})
+  dates = sorted(r["utc"][:10] for r in rows if r.get("utc"))
+  commits = sorted({(r.get("git_commit") or "")[:10] for r in rows if r.get("git_commit")})
+  return (f"Source: `{path}` (`{command}`): {len(rows)} runs on {'; '.join(cpus)}, "
+          f"{dates[0]} to {dates[-1]}, commits {', '.join(commits)}.")
+
+
+def char_lm(root):
+  """The character-level depth study: a line per point, seeds merged."""
+  report = _study("char_lm_report")
+  rows = json.loads((root / CHAR_LM).read_text())["rows"]
+  return "\n".join(report.table(rows)) + "\n\n" + _rows_source(
+      rows, CHAR_LM, "python -m studies.char_lm") + (
+      " bpc: bits per character (the mean NLL / ln 2); the crossover column extrapolates "
+      "a fitted a + b n^-c of each validation curve (second half) to where the deeper "
+      "stack's goes below depth 1's; tokens/s were measured beside other work.")
+
+
+def overfit(root):
+  """The overfitting study: train, validation and test accuracy by depth and data size."""
+  report = _study("overfit_report")
+  paths = sorted((root / OVERFIT).glob("train*.json"))
+  rows = report.rows([str(p) for p in paths])
+  sessions = [s for p in paths for s in json.loads(p.read_text())["sessions"]]
+  where = "; ".join(sorted({f"{s['cpu']} ({s['cpus_usable']} CPUs usable), commit "
+                            f"{(s['git_commit'] or '')[:10]}" for s in sessions}))
+  dates = sorted(r["finished_utc"][:10] for r in rows)
+  return "\n".join(report.table(rows)) + (
+      f"\n\nMean ± half the range over the seeds. Source: `{OVERFIT}/train*.json` "
+      f"(`python -m studies.overfit`): {len(rows)} runs on {where}, {dates[0]} to "
+      f"{dates[-1]}.")
+
+
+def fused(root):
+  """The fused CPU loop against the scan and the peers, each alone in its process."""
+  rows, sources = report.load_rows([root / p for p in FUSED])
+  by = {(r["impl"], r["cell"], r["hidden"], r["depth"]): r for r in rows}
+  points = sorted({(r["cell"], r["hidden"], r["depth"]) for r in rows})
+  ours = "deeprnn_jax[time_loop=auto]"
+  ratio = lambda a, b, p: (f"{by[(a, *p)]['tokens_per_s'] / by[(b, *p)]['tokens_per_s']:.2f}x"
+                           if (a, *p) in by and (b, *p) in by else "-")
+  lines = ["| cell | H | L | ours, ms / step | / PyTorch | / Flax | / our scan |",
+           "| --- " * 7 + "|"]
+  for p in points:
+    if (ours, *p) not in by:
+      continue
+    lines.append(f"| {p[0].upper()} | {p[1]} | {p[2]} | "
+                 f"{1e3 * by[(ours, *p)]['median_step_s']:.1f} | {ratio(ours, 'torch', p)} | "
+                 f"{ratio(ours, 'flax', p)} | {ratio(ours, 'deeprnn_jax', p)} |")
+  return "\n".join(lines) + (
+      "\n\nTokens per second of one training step (B = 64, T = 100, F = 32, Adam, "
+      "clipping) over each other's; > 1: ours with `time_loop=\"auto\"` is faster. Every "
+      "impl measured alone in a process of its own, back to back in one command, each with "
+      "the trainers' allocator setting. Source: "
+      + "; ".join(f"`{p}`" for p in FUSED) + ": " + report.source_line(sources[0]) + ".")
+
+
 # ------------------------------------------------------------------- the README summary
 
 def summary(root):
@@ -480,7 +542,7 @@ RENDERERS = {
     "keras-seed-caches": lambda root: keras_seed(root, "benchmarks/results/keras-seed-cpu-caches.json"),
     "peers": peers, "bench-targets": bench_targets,
     "scaling": scaling, "gradient-flow": gradient_flow, "depth-tables": depth_tables,
-    "depth-summary": depth_summary,
+    "depth-summary": depth_summary, "char-lm": char_lm, "overfit": overfit, "fused": fused,
     **{f"lm-{name}": (lambda root, name=name: lm_table(root, name)) for name in LM_STUDIES},
     **{f"grid-{name}": (lambda root, name=name: grid_page(root, name)) for name in GRIDS},
 }

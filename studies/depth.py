@@ -241,7 +241,7 @@ _NETWORKS = {}  # (configuration without the seed, training reviews) -> Network
 def build_network(cfg, n_train):
   net = model.classifier(cfg["vocab"], cfg["embed"], cfg["cell"], cfg["hidden"],
                          dropout=cfg["dropout"], pooling=cfg["pooling"],
-                         residual=cfg["residual"])
+                         residual=cfg["residual"], time_loop=cfg.get("time_loop", "scan"))
   tx = drnn.optimizer(trainer.learning_rate(cfg, n_train), max_norm=cfg["clip"] or None)
   place = parallel.placement(cfg)
   t_compile = time.perf_counter()

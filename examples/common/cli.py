@@ -63,3 +63,19 @@ def on_signals(stop):
 def restore_signals(previous):
   for s, handler in previous.items():
     signal.signal(s, handler)
+
+
+def time_loops(rnn) -> str:
+  """Which time loop each layer of `rnn` runs and why (`drnn.time_loop_choices`), in one
+  line: equal neighbours merged, e.g. "layers 0-1: onednn (LSTM of width 64 ...)"."""
+  import deeprnn_jax as drnn
+  parts, run = [], []
+  for c in drnn.time_loop_choices(rnn) + [None]:
+    if run and (c is None or (c.time_loop, c.reason) != (run[0].time_loop, run[0].reason)):
+      span = f"layer {run[0].layer}" if len(run) == 1 else \
+          f"layers {run[0].layer}-{run[-1].layer}"
+      parts.append(f"{span}: {run[0].time_loop} ({run[0].reason})")
+      run = []
+    if c is not None:
+      run.append(c)
+  return "time loops: " + "; ".join(parts)

@@ -40,6 +40,9 @@ def parser():
   p.add_argument("--vocab", type=number(int, 3), help="embedding rows, 2 reserved ids included")
   p.add_argument("--maxlen", type=number(int, 1), help="tokens kept per review (the last ones)")
   p.add_argument("--pooling", choices=("last", "meanmax"))
+  p.add_argument("--time-loop", choices=("auto", "scan", "onednn"),
+                 help="how each layer runs over time: auto (default: oneDNN's fused LSTM/GRU "
+                      "on the CPU where it runs and is faster, else the scan), scan, onednn")
   p.add_argument("--bucket", type=number(int, 0), metavar="N",
                  help="batch reviews of similar length, cut to multiples of N steps; 0 = off")
   p.add_argument("--dropout", type=number(float, 0.0, high=1.0))

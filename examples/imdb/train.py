@@ -328,8 +328,20 @@ def selected_params(run, cfg):
   return run["state"]["params"]
 
 
+def build_classifier(cfg, time_loop=None):
+  """The configuration's classifier; `time_loop` overrides --time-loop."""
+  return model.classifier(cfg["vocab"], cfg["embed"], cfg["cell"], cfg["hidden"],
+                          dropout=cfg["dropout"], pooling=cfg["pooling"],
+                          residual=cfg["residual"],
+                          time_loop=time_loop or cfg.get("time_loop", "scan"))
+
+
 def export_model(net, run, cfg, vocab, place=parallel.ONE_DEVICE):
-  """Writes the selected params' inference function to --export (and its vocabulary)."""
+  """Writes the selected params' inference function to --export (and its vocabulary).
+  The exported function runs the scan: it is portable (the fused CPU loop is a custom
+  call of this machine's kernel) and takes any batch size and length (symbolic shapes);
+  the numbers are the same."""
+  net = build_classifier(cfg, time_loop="scan")
   export.export_classifier(net, place.host(selected_params(run, cfg)), cfg["maxlen"],
                            cfg["export"], vocab=vocab)
   print(f"exported the inference function to {cfg['export']} (vocabulary: "
@@ -404,9 +416,7 @@ def train_and_evaluate(cfg, explicit, argv):
   # taken at the start: the code and command that this process trains with
   origin = provenance.collect(argv)
   n_train, load_data = start_reading(cfg, data_dir)
-  net = model.classifier(cfg["vocab"], cfg["embed"], cfg["cell"], cfg["hidden"],
-                         dropout=cfg["dropout"], pooling=cfg["pooling"],
-                         residual=cfg["residual"])
+  net = build_classifier(cfg)
   tx = drnn.optimizer(learning_rate(cfg, n_train), max_norm=cfg["clip"] or None)
   place = parallel.placement(cfg)
   if place.is_main:
@@ -467,6 +477,7 @@ def train(cfg, resuming, load_data, net, tx, origin, place, cache=None):
         f"parameters; {device_name(place)}; compiled in "
         f"{time.perf_counter() - t_compile:.1f}s ({compile_cache.summary(cache, counted)}); "
         f"from epoch {run['epoch'] + 1}, global step {run['global_step']}")
+  print(cli.time_loops(net.rnn), flush=True)
   data = load_data()
   fit(run, cfg, data, train_step, eval_step, origin, place)
   write_outputs(cfg, run, test_metrics(run, cfg, data, eval_step, place), origin)

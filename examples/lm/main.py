@@ -36,6 +36,9 @@ def _model_flags(p):
                  help="tokens are words (default) or characters: a character-level model, "
                       "scored in bits per character (give --vocab about 200)")
   p.add_argument("--cell", choices=("lstm", "gru"), help="the recurrent cell (lstm)")
+  p.add_argument("--time-loop", choices=("auto", "scan", "onednn"),
+                 help="how each layer runs over time: auto (default: oneDNN's fused LSTM/GRU "
+                      "on the CPU where it runs and is faster, else the scan), scan, onednn")
   p.add_argument("--residual", action="store_true",
                  help="skip connections around every layer above the first (equal widths)")
   p.add_argument("--layers", type=cli.number(int, 1),

@@ -62,7 +62,7 @@ def check_tie(embed_size, hidden_sizes):
 
 def language_model(vocab_size: int, embed_size: int, hidden_sizes, *, dropout: float = 0.0,
                    tie: bool = False, init_range: float = 0.1, cell: str = "lstm",
-                   residual: bool = False) -> LanguageModel:
+                   residual: bool = False, time_loop: str = "scan") -> LanguageModel:
   """Builds the model.
 
   Args:
@@ -74,13 +74,14 @@ def language_model(vocab_size: int, embed_size: int, hidden_sizes, *, dropout: f
     init_range: every weight starts uniform in [-init_range, init_range].
     cell: "lstm" or "gru".
     residual: skip connections around every layer but the first (equal widths there).
+    time_loop: `drnn.stacked_rnn`'s ("auto": oneDNN's fused loop where it is faster).
   """
   hidden_sizes = tuple(hidden_sizes)
   if tie:
     check_tie(embed_size, hidden_sizes)
   init = uniform(init_range)
   rnn = drnn.stacked_rnn(cell, embed_size, hidden_sizes, dropout=dropout, kernel_init=init,
-                         recurrent_init=init, residual=residual)
+                         recurrent_init=init, residual=residual, time_loop=time_loop)
 
   def init_params(key):
     k_embed, k_rnn, k_out = jax.random.split(key, 3)

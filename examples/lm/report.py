@@ -69,7 +69,7 @@ def row(metrics: dict) -> dict:
   tokens = sum(r["tokens"] for r in history)
   return {"impl": metrics["impl"], "depth": len(cfg["hidden"]), "hidden": list(cfg["hidden"]),
           "level": cfg.get("level", "word"), "cell": cfg.get("cell", "lstm"),
-          "residual": cfg.get("residual", False),
+          "residual": cfg.get("residual", False), "time_loop": cfg.get("time_loop", "scan"),
           "params": metrics["params"], "val_perplexity": history[-1]["val_perplexity"],
           "test_perplexity": metrics["test"]["perplexity"],
           "val_bits": bits(history[-1]["val_loss"]), "test_bits": bits(metrics["test"]["loss"]),

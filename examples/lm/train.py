@@ -254,7 +254,7 @@ def train(cfg, resuming, origin, cache):
   data = input_pipeline.load_for(cfg)
   lm = model.language_model(cfg["vocab"], cfg["embed"], cfg["hidden"], dropout=cfg["dropout"],
                             tie=cfg["tie"], init_range=cfg["init_range"], cell=cfg["cell"],
-                            residual=cfg["residual"])
+                            residual=cfg["residual"], time_loop=cfg.get("time_loop", "scan"))
   segs = input_pipeline.segments(data.train.shape[1] - 1, cfg["bptt"], cfg["chunks_per_call"])
   tx = make_optimizer(cfg, sum(input_pipeline.num_chunks(b - a, cfg["bptt"]) for a, b in segs))
   run = restore_run(cfg["out"], lm, tx, cfg) if resuming else fresh_run(lm, tx, cfg)
@@ -268,6 +268,7 @@ def train(cfg, resuming, origin, cache):
         f"({compile_cache.summary(cache, counted)}); "
         f"{'continuing' if resuming else 'starting'} at epoch {run['epoch'] + 1}, "
         f"global step {run['global_step']}", flush=True)
+  print(cli.time_loops(lm.rnn), flush=True)
   write = lambda run: report.write_metrics(cfg["out"], metrics(cfg, run, n_params, origin))
   fit(run, cfg, lm, data, steps, write)
   params = run["state"]["params"]

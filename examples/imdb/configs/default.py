@@ -11,6 +11,7 @@ def get_config():
       pooling="last",     # the top layer's state at the last token (the last LSTM's output)
       bucket=0,           # cut batches of similar-length reviews to multiples of N steps; 0 = off
       dropout=0.0,        # the seed has none
+      time_loop="auto",   # per layer: oneDNN's fused LSTM/GRU on the CPU where faster, else the scan
       residual=False,     # add each layer's input to its output (layers 1+, equal widths)
       epochs=5,           # model.fit(epochs=5)
       batch_size=32,      # Keras' default batch size

@@ -5,6 +5,7 @@ def get_config():
   return dict(
       level="word",       # tokens are words, or "char": characters (bits per character)
       cell="lstm",        # or "gru"
+      time_loop="auto",   # per layer: oneDNN's fused LSTM/GRU on the CPU where faster, else the scan
       residual=False,     # skip connections around every layer above the first (Wu et al. 2016)
       hidden=(200, 200),  # LSTM widths, bottom first (word_language_model: --nhid 200 --nlayers 2)
       embed=200,          # word vectors (--emsize 200)
