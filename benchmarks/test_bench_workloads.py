@@ -13,6 +13,7 @@ of PyTorch's redundant b_hh entries, which makes its Adam steps those of the sum
 
 import json
 import os
+import pathlib
 import sys
 
 import jax
@@ -22,6 +23,8 @@ import pytest
 import deeprnn_jax as drnn
 import grid
 import workloads as wl
+
+HERE = pathlib.Path(__file__).resolve().parent
 
 
 def _freeze_redundant_biases(module, spec):
@@ -136,6 +139,28 @@ def test_grid_options_override_environment_and_grid():
   del env["DEEPRNN_BENCH_IMPL"]
   assert [p.label for p in _points(env)[:4]] == ["deeprnn_jax[unroll=2]", "flax", "torch",
                                                   "keras"]
+
+
+def test_isolation_follows_the_grid_and_the_option():
+  assert not any(p.isolate for p in _points())  # quick: in this process, for the code paths
+  assert all(p.isolate for p in _points({"DEEPRNN_BENCH_GRID": "full"}))  # published: alone
+  assert not any(p.isolate for p in _points({"DEEPRNN_BENCH_GRID": "full"}, isolate="0"))
+  with pytest.raises(ValueError, match="--bench-isolate: expected 0 or 1"):
+    _points(isolate="yes")
+
+
+def test_a_point_measured_in_its_own_process(tmp_path):
+  """measure_point.py, as the suite runs it: a fresh interpreter, one JSON line back."""
+  import subprocess
+  point = {"impl": "deeprnn_jax", "spec": wl.Spec("gru", 4, 2, 2, 3, 5)._asdict(),
+           "opts": {}, "seconds": 0.0}
+  done = subprocess.run([sys.executable, str(HERE / "measure_point.py"), json.dumps(point)],
+                        capture_output=True, text=True, timeout=300)
+  assert done.returncode == 0, done.stderr[-2000:]
+  info = json.loads(done.stdout.strip().splitlines()[-1])
+  assert len(info["step_times_s"]) == 3 and min(info["step_times_s"]) > 0  # MIN_ROUNDS
+  assert info["params"] == wl.deeprnn_workload(wl.Spec("gru", 4, 2, 2, 3, 5)).param_count
+  assert info["compile_s"] > 0 and info["memory"]["rss_growth_bytes"] >= 0
 
 
 @pytest.mark.parametrize("options,match", [

@@ -469,6 +469,21 @@ def overfit(root):
       f"{dates[-1]}.")
 
 
+def fused_span(root, peer, cell):
+  """ours (auto) / `peer` over the fused grid's points from H = 64 up, as "a-bx"."""
+  rows, _ = report.load_rows([root / p for p in FUSED])
+  by = {(r["impl"], r["cell"], r["hidden"], r["depth"]): r for r in rows}
+  ratios = [r["tokens_per_s"] / by[(peer, *k[1:])]["tokens_per_s"]
+            for k, r in by.items() if k[0] == "deeprnn_jax[time_loop=auto]" and k[1] == cell
+            and k[2] >= 64 and (peer, *k[1:]) in by]
+  return _range(ratios, ".2f") + "x"
+
+
+def fused_when(root):
+  _, sources = report.load_rows([root / FUSED[0]])
+  return f"{sources[0]['cpu']}, {str(sources[0]['datetime'])[:10]}"
+
+
 def fused(root):
   """The fused CPU loop against the scan and the peers, each alone in its process."""
   rows, sources = report.load_rows([root / p for p in FUSED])
@@ -496,7 +511,7 @@ def fused(root):
 # ------------------------------------------------------------------- the README summary
 
 def summary(root):
-  """The README's five rows, each linking to the page with the details."""
+  """The README's rows, each linking to the page with the details."""
   seed = {r.cfg["cell"]: r for r in _runs(root, SEED_RUNS)}
   strong = Run(root, "strong")
   grid = Grid(root, PEERS_GRID)
@@ -513,10 +528,16 @@ def summary(root):
       f"| IMDB, `--preset strong` (GRU 1 x 64), test accuracy and whole command | "
       f"{_acc(strong.metrics['test']['accuracy'])} in {_minutes(strong.wall_s)} | "
       f"{when(strong)} | [IMDB example](docs/examples/imdb.md) |",
-      f"| training step, ours / Flax linen (LSTM; GRU) | {grid.span('deeprnn_jax', 'flax', 'lstm')}x; "
+      f"| training step, the scan, ours / Flax linen (LSTM; GRU) | {grid.span('deeprnn_jax', 'flax', 'lstm')}x; "
       f"{grid.span('deeprnn_jax', 'flax', 'gru')}x | {grid_when} | [performance](docs/performance/index.md) |",
-      f"| training step, ours / PyTorch CPU (LSTM; GRU) | {grid.span('deeprnn_jax', 'torch', 'lstm')}x; "
+      f"| training step, the scan, ours / PyTorch CPU in one process (LSTM; GRU) | {grid.span('deeprnn_jax', 'torch', 'lstm')}x; "
       f"{grid.span('deeprnn_jax', 'torch', 'gru')}x | {grid_when} | [performance](docs/performance/index.md) |",
+      f"| training step, `time_loop=\"auto\"` (oneDNN), H >= 64, ours / PyTorch (LSTM; GRU) | "
+      f"{fused_span(root, 'torch', 'lstm')}; {fused_span(root, 'torch', 'gru')} | "
+      f"{fused_when(root)} | [performance](docs/performance/index.md) |",
+      f"| training step, `time_loop=\"auto\"` (oneDNN), H >= 64, ours / Flax linen (LSTM; GRU) | "
+      f"{fused_span(root, 'flax', 'lstm')}; {fused_span(root, 'flax', 'gru')} | "
+      f"{fused_when(root)} | [performance](docs/performance/index.md) |",
       f"| language model, 1 x 200 LSTM, test perplexity ours / PyTorch's | {lm['ours']:.1f} / "
       f"{lm['torch']:.1f} | {lm['cpu']}, {lm['date']} | [language-model study](docs/studies/language-model.md) |",
   ]

@@ -190,3 +190,11 @@ def test_resets_and_float64_are_refused_with_the_option_named():
   with pytest.raises(ValueError, match="expected float32"):
     model.apply(jax.tree.map(lambda a: a.astype(jnp.bfloat16), params),
                 xs.astype(jnp.bfloat16))
+
+
+def test_the_trainers_line_merges_equal_neighbours():
+  kernel()
+  from examples.common import cli
+  line = cli.time_loops(drnn.stacked_rnn("gru", 8, (5, 64, 64), time_loop="auto"))
+  assert line.startswith("time loops: layer 0: scan (width 5 < 16")
+  assert "; layers 1-2: onednn (GRU of width 64" in line
