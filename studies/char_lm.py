@@ -71,8 +71,9 @@ def parser():
   p.add_argument("--depths", type=ints, default=(1, 2, 3, 4, 6, 8), help="1,2,3,4,6,8")
   p.add_argument("--residual-from", type=word_study._positive, default=4,
                  help="depths from this one up have residual connections (4)")
-  p.add_argument("--plain-too", type=ints, default=(4,),
-                 help="residual depths also run without them, equal_params only (4)")
+  p.add_argument("--plain-too", type=_seeds, default=(4,),
+                 help="residual depths also run without them, equal_params only (4; \"\": "
+                      "none)")
   p.add_argument("--hidden", type=word_study._positive, default=256,
                  help="equal_params: match the stack of one layer this wide (256)")
   p.add_argument("--width", type=word_study._positive, default=128,

@@ -118,10 +118,22 @@ MUTANTS = (
 BY_NAME = {m.name: m for m in MUTANTS}
 
 
+# An editable install (scikit-build-core's) maps `deeprnn_jax` to the checkout with a
+# finder ahead of sys.path; in the copy's processes this drops it, so that the copy's
+# package (first on PYTHONPATH) is the one imported. The compiled kernel stays the
+# installed one: no mutant touches it.
+SITECUSTOMIZE = """import sys
+sys.meta_path[:] = [f for f in sys.meta_path
+                    if type(f).__name__ != "ScikitBuildRedirectingFinder"]
+"""
+
+
 def _copy_repo(dest):
   ignore = shutil.ignore_patterns(".git", ".venv", ".ci-venv", "runs", "__pycache__",
-                                  ".pytest_cache", ".hypothesis", ".benchmarks", "*.png")
+                                  ".pytest_cache", ".hypothesis", ".benchmarks", "*.png",
+                                  "*_runs")
   shutil.copytree(REPO, dest, ignore=ignore)
+  (pathlib.Path(dest) / "sitecustomize.py").write_text(SITECUSTOMIZE)
 
 
 def _apply(mutant, root):

@@ -232,7 +232,7 @@ LIBRARY = [
          ["schedule", "bidirectional", "expected bidirectional=False",
           "got bidirectional=True"]),
     Case("unknown time loop", stack("lstm", 3, (4,), time_loop="fused"), ValueError,
-         ["time_loop", "expected one of ('scan', 'cudnn')", "got 'fused'"]),
+         ["time_loop", "expected one of ('scan', 'cudnn', 'onednn', 'auto')", "got 'fused'"]),
     Case("cuDNN time loop for a GRU", stack("gru", 3, (4,), time_loop="cudnn"), ValueError,
          ["cell", "expected the LSTM cell of stacked_rnn('lstm', ...)", "got a 'gru' cell"]),
     Case("cuDNN time loop with remat", stack("lstm", 3, (4,), time_loop="cudnn", remat=True),

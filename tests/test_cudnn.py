@@ -78,7 +78,7 @@ def test_stack_records_its_time_loop():
     ({"layer_norm": True}, ["got layer_norm=True"]),
     ({"compute_dtype": jnp.bfloat16}, ["got compute_dtype=dtype(bfloat16)"]),
     ({"schedule": "wavefront"}, ["got schedule='wavefront'"]),
-    ({"time_loop": "fused"}, ["time_loop: expected one of ('scan', 'cudnn')", "got 'fused'"]),
+    ({"time_loop": "fused"}, ["time_loop: expected one of ('scan', 'cudnn', 'onednn', 'auto')", "got 'fused'"]),
 ])
 def test_options_cudnn_cannot_run_are_refused_when_built(kw, fragments):
   kw = {"cell": "lstm", "time_loop": REF, **kw}
