@@ -469,6 +469,96 @@ def overfit(root):
       f"{dates[-1]}.")
 
 
+def _char_points(root):
+  """{(impl, cell, setup, depth, width, residual): [test bpc of each seed]}."""
+  rows = json.loads((root / CHAR_LM).read_text())["rows"]
+  out = {}
+  for r in rows:
+    out.setdefault((r["impl"], r["cell"], r["setup"], r["depth"], r["width"], r["residual"]),
+                   []).append(r["test_bits"])
+  return out, rows
+
+
+def _bpc(values):
+  mean = sum(values) / len(values)
+  if len(values) == 1:
+    return f"{mean:.3f}"
+  return f"{mean:.3f} (seeds {min(values):.3f}-{max(values):.3f})"
+
+
+def char_best(root):
+  points, _ = _char_points(root)
+  mine = {k: v for k, v in points.items() if k[:3] == ("jax", "lstm", "equal_params")}
+  mean = lambda v: sum(v) / len(v)
+  one = next(v for k, v in mine.items() if k[3] == 1)
+  best = min(mine.items(), key=lambda kv: mean(kv[1]))
+  return (f"{mean(one):.3f} / {mean(best[1]):.3f} ({best[0][3]} x {best[0][4]}"
+          f"{' residual' if best[0][5] else ''}; {len(mine)} depths)")
+
+
+def char_when(root):
+  _, rows = _char_points(root)
+  return f"{rows[0]['cpu']}, {max(r['utc'][:10] for r in rows)}"
+
+
+def depth_answer(root):
+  """The studies' answer in a few generated lines: which depth won where, by how much,
+  against the seeds' spread, what residual connections changed, where the gap grew."""
+  points, rows = _char_points(root)
+  lines = []
+  for cell in ("lstm", "gru"):
+    for setup in ("equal_params", "equal_width"):
+      mine = {k: v for k, v in points.items() if k[:3] == ("jax", cell, setup)}
+      one = [v for k, v in mine.items() if k[3] == 1]
+      if not one or len(mine) < 2:
+        continue
+      best = min(mine.items(), key=lambda kv: sum(kv[1]) / len(kv[1]))
+      name = f"{best[0][3]} x {best[0][4]}{' residual' if best[0][5] else ''}"
+      lines.append(f"- {cell.upper()}, {setup.replace('_', ' ')}: depth 1 {_bpc(one[0])} "
+                   f"test bpc; the best of {len(mine)} points {name}, {_bpc(best[1])}.")
+      plain = {k[3]: v for k, v in mine.items() if k[3] >= 4 and not k[5]}
+      res = {k[3]: v for k, v in mine.items() if k[3] >= 4 and k[5]}
+      for d in sorted(set(plain) & set(res)):
+        lines.append(f"  Depth {d} with residual connections {_bpc(res[d])}, without "
+                     f"{_bpc(plain[d])}.")
+  peer = {k: v for k, v in points.items() if k[0] == "torch"}
+  for k, v in peer.items():
+    ours = points.get(("jax", *k[1:]))
+    if ours:
+      lines.append(f"- PyTorch's {k[1].upper()} {k[3]} x {k[4]} on the same flags: {_bpc(v)} "
+                   f"test bpc against ours {_bpc(ours)}.")
+  overfit_rows = _study("overfit_report").rows(
+      [str(p) for p in sorted((root / OVERFIT).glob("train*.json"))])
+  gaps, chance = {}, {}
+  for r in overfit_rows:
+    gaps.setdefault((r["regularised"], r["depth"], r["n_train"]), []).append(r["gap"])
+    if r["best_val_accuracy"] < 0.6:  # never left chance: a failure to train, not a fit
+      chance[(r["regularised"], r["depth"], r["n_train"])] = chance.get(
+          (r["regularised"], r["depth"], r["n_train"]), 0) + 1
+  sizes = sorted({k[2] for k in gaps})
+  for reg in (False, True):
+    for d in sorted({k[1] for k in gaps}):
+      vals = [sum(gaps[(reg, d, n)]) / len(gaps[(reg, d, n)]) for n in sizes if (reg, d, n) in gaps]
+      if vals:
+        lines.append(f"- IMDB classifier depth {d}{', dropout' if reg else ''}: train-validation "
+                     f"gap {' -> '.join(f'{v:.3f}' for v in vals)} over "
+                     f"{', '.join(f'{n:,}' for n in sizes)} training reviews"
+                     + "".join(f"; at {n:,}, {chance[(reg, d, n)]} of {len(gaps[(reg, d, n)])} "
+                               f"seeds never left chance" for n in sizes if (reg, d, n) in chance)
+                     + ".")
+  cost = {(r["impl"], r["cell"], r["depth"]): r for r in report.load_rows([root / FUSED[1]])[0]
+          if r["hidden"] == 128}
+  for cell in ("lstm", "gru"):
+    depths = sorted(d for i, c, d in cost if i == "deeprnn_jax[time_loop=auto]" and c == cell)
+    if depths:
+      per = [cost[("deeprnn_jax[time_loop=auto]", cell, d)] for d in depths]
+      lines.append(f"- Cost of depth, {cell.upper()} width 128 training step (B = 64, T = 100): "
+                   + ", ".join(f"L = {d}: {1e3 * r['median_step_s']:.0f} ms, "
+                               f"{r['params']:,} params" for d, r in zip(depths, per)) + ".")
+  return "\n".join(lines) + (f"\n\nGenerated from `{CHAR_LM}`, `{OVERFIT}/train*.json` "
+                             f"({len(rows)} and {len(overfit_rows)} runs) and `{FUSED[1]}`.")
+
+
 def fused_span(root, peer, cell):
   """ours (auto) / `peer` over the fused grid's points from H = 64 up, as "a-bx"."""
   rows, _ = report.load_rows([root / p for p in FUSED])
@@ -538,6 +628,8 @@ def summary(root):
       f"| training step, `time_loop=\"auto\"` (oneDNN), H >= 64, ours / Flax linen (LSTM; GRU) | "
       f"{fused_span(root, 'flax', 'lstm')}; {fused_span(root, 'flax', 'gru')} | "
       f"{fused_when(root)} | [performance](docs/performance/index.md) |",
+      f"| characters, LSTM at equal parameters, test bits per character: depth 1 / the best "
+      f"depth | {char_best(root)} | {char_when(root)} | [depth on characters](docs/studies/char-depth.md) |",
       f"| language model, 1 x 200 LSTM, test perplexity ours / PyTorch's | {lm['ours']:.1f} / "
       f"{lm['torch']:.1f} | {lm['cpu']}, {lm['date']} | [language-model study](docs/studies/language-model.md) |",
   ]
@@ -564,6 +656,7 @@ RENDERERS = {
     "peers": peers, "bench-targets": bench_targets,
     "scaling": scaling, "gradient-flow": gradient_flow, "depth-tables": depth_tables,
     "depth-summary": depth_summary, "char-lm": char_lm, "overfit": overfit, "fused": fused,
+    "depth-answer": depth_answer,
     **{f"lm-{name}": (lambda root, name=name: lm_table(root, name)) for name in LM_STUDIES},
     **{f"grid-{name}": (lambda root, name=name: grid_page(root, name)) for name in GRIDS},
 }

@@ -238,7 +238,18 @@ def pipeline_errors():
   return errors
 
 
-CASES = {"lstm_dropout": lstm_dropout, "gru_wavefront_resets": gru_wavefront_resets,
+def onednn_lengths(put):
+  """The fused CPU loop per device (shard_map): ragged rows, both directions, dropout."""
+  out = []
+  for kind in ("lstm", "gru"):
+    model = drnn.stacked_rnn(kind, F, (16, 16), time_loop="onednn", bidirectional=True,
+                             dropout=0.2)
+    out.append(grad_of(model, train=True)(model.init(jax.random.key(0)), put(XS),
+                                          put(LENGTHS), None))
+  return out
+
+
+CASES = {"onednn_lengths": onednn_lengths, "lstm_dropout": lstm_dropout, "gru_wavefront_resets": gru_wavefront_resets,
          "lstm_bidirectional_last": lstm_bidirectional_last,
          "lstm_step": lstm_step, "tbptt": tbptt, "gradient_norms": gradient_norms,
          "train_step": train_step, "recurrent_dropout": recurrent_dropout,

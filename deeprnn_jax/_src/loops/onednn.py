@@ -66,24 +66,50 @@ def _backward_call(cell, saved, dy, dh_n, dc_n):
   return call(*saved, dy, dh_n, dc_n, cell=library.CELLS[cell])
 
 
+def _vma(x):
+  """The manual mesh axes `x` varies over inside `jax.shard_map` (empty outside)."""
+  t = jax.typeof(x)
+  axis_type = getattr(t, "manual_axis_type", None)  # JAX >= 0.10
+  if axis_type is not None:
+    return frozenset(axis_type.varying)
+  return frozenset(getattr(t, "vma", frozenset()))
+
+
+def _varying(x, axes):
+  """`x` typed as varying over the manual mesh `axes` (inside `jax.shard_map`), as the
+  FFI call's results are not: a custom VJP must give each cotangent its input's type."""
+  missing = tuple(sorted(axes - _vma(x)))
+  return jax.lax.pcast(x, missing, to="varying") if missing else x
+
+
 @functools.partial(jax.custom_vjp, nondiff_argnums=(0,))
-def fused_layer(cell, x, h0, c0, w_layer, w_iter, bias):
-  """One layer over all of x [T, B, F] in oneDNN's layouts: (y [T, B, H], h_n, c_n)
-  (c_n zeros for the GRU)."""
+def _fused(cell, x, h0, c0, w_layer, w_iter, bias):
   return _forward_call(cell, x, h0, c0, w_layer, w_iter, bias)[:3]
 
 
 def _fused_fwd(cell, x, h0, c0, w_layer, w_iter, bias):
   y, h_n, c_n, workspace = _forward_call(cell, x, h0, c0, w_layer, w_iter, bias)
-  return (y, h_n, c_n), (x, h0, c0, w_layer, w_iter, bias, y, h_n, c_n, workspace)
+  axes = _vma(x)
+  outs = tuple(_varying(o, axes) for o in (y, h_n, c_n))
+  return outs, (x, h0, c0, w_layer, w_iter, bias, y, h_n, c_n, workspace)
 
 
 def _fused_bwd(cell, saved, cotangents):
-  dy, dh_n, dc_n = cotangents
-  return tuple(_backward_call(cell, saved, dy, dh_n, dc_n))
+  grads = _backward_call(cell, saved, *cotangents)
+  return tuple(_varying(g, _vma(p)) for g, p in zip(grads, saved[:6]))
 
 
-fused_layer.defvjp(_fused_fwd, _fused_bwd)
+_fused.defvjp(_fused_fwd, _fused_bwd)
+
+
+def fused_layer(cell, x, h0, c0, w_layer, w_iter, bias):
+  """One layer over all of x [T, B, F] in oneDNN's layouts: (y [T, B, H], h_n, c_n)
+  (c_n zeros for the GRU). Inside `jax.shard_map` every input is first made varying
+  over the axes any of them varies over, so that a replicated weight's gradient is the
+  sum over the devices (the transpose of that cast)."""
+  args = (x, h0, c0, w_layer, w_iter, bias)
+  axes = frozenset().union(*(_vma(a) for a in args))
+  return _fused(cell, *(_varying(a, axes) for a in args))
 
 
 def pack(kind, params):
