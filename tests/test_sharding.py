@@ -20,7 +20,8 @@ BATCH_SHARDED = "P('data', None)"
 # every case, so that one missing from the script's output fails here
 CASES = ("lstm_dropout", "gru_wavefront_resets", "lstm_bidirectional_last", "lstm_step",
          "tbptt", "gradient_norms", "train_step", "gru_fsdp", "lstm_forward_auto",
-         "pipeline_lstm", "pipeline_gru_all", "recurrent_dropout", "dropout", "onednn_lengths")
+         "pipeline_lstm", "pipeline_gru_all", "recurrent_dropout", "dropout", "onednn_lengths",
+         "auto_split_batch")
 
 
 @pytest.fixture(scope="module")

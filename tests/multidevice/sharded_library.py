@@ -249,7 +249,14 @@ def onednn_lengths(put):
   return out
 
 
-CASES = {"onednn_lengths": onednn_lengths, "lstm_dropout": lstm_dropout, "gru_wavefront_resets": gru_wavefront_resets,
+def auto_split_batch(put):
+  """time_loop="auto" with the batch split over this process's devices: the scan (the
+  devices' oneDNN calls would take turns), the same numbers."""
+  model = drnn.stacked_rnn("gru", F, (16, 16), time_loop="auto")
+  return grad_of(model)(model.init(jax.random.key(0)), put(XS), put(LENGTHS), None)
+
+
+CASES = {"onednn_lengths": onednn_lengths, "auto_split_batch": auto_split_batch, "lstm_dropout": lstm_dropout, "gru_wavefront_resets": gru_wavefront_resets,
          "lstm_bidirectional_last": lstm_bidirectional_last,
          "lstm_step": lstm_step, "tbptt": tbptt, "gradient_norms": gradient_norms,
          "train_step": train_step, "recurrent_dropout": recurrent_dropout,
