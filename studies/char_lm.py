@@ -129,9 +129,9 @@ def plan(args, embed):
                                   if f"{p['cell']}:{p['depth']}" == args.peer
                                   and p["setup"] == "equal_params" and not p["residual"]
                                   and p["seed"] == args.seeds[0]]
-  # the first cell's equal_params points, their other seeds and the peer first: the
-  # core comparison is whole early if a session ends mid-study
-  core = [p for p in points if p["cell"] == args.cells[0] and p["setup"] == "equal_params"]
+  # equal parameters first (every cell), then the first cell's other seeds and the peer,
+  # then equal width: the core comparison is whole early if a session ends mid-study
+  core = [p for p in points if p["setup"] == "equal_params"]
   return core + first + peer + [p for p in points if p not in core]
 
 
