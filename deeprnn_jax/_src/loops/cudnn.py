@@ -32,6 +32,7 @@ from jax.experimental import rnn
 
 from deeprnn_jax._src.core import masking
 from deeprnn_jax._src.core.types import LSTMState, TimeLoop
+from deeprnn_jax._src.loops import fused_checks
 
 NAME = "time_loop='cudnn'"
 
@@ -65,14 +66,8 @@ def _check_cell(cell, params=None):
 
 def _check_call(cell, params, carry, xs, resets, kernel):
   _check_cell(cell, params)
-  if resets is not None:
-    raise ValueError(f"resets: {NAME} expected None (cuDNN cannot restart a carry inside "
-                     f"a sequence), got a bool array {list(resets.shape)[::-1]}; use "
-                     f"time_loop='scan'")
-  dtypes = sorted({str(jnp.dtype(a.dtype)) for a in jax.tree.leaves((params, carry, xs))})
-  if dtypes != ["float32"]:
-    raise ValueError(f"xs: {NAME} expected float32 params, states and inputs, got "
-                     f"{', '.join(dtypes)}")
+  fused_checks.check_no_resets(NAME, "cuDNN", resets)
+  fused_checks.check_float32(NAME, params, carry, xs)
   if kernel is None and jax.default_backend() != "gpu":
     raise ValueError(f"time_loop: {NAME} expected a GPU backend with cuDNN "
                      f"(jax.experimental.rnn.lstm), got backend {jax.default_backend()!r}; "
@@ -84,9 +79,7 @@ SUPPORTS = frozenset({"bidirectional", "dropout", "variational", "residual"})
 
 
 def _check_options(options, cells):
-  if options.schedule.name != "layer":
-    raise ValueError(f"time_loop: {NAME} runs each layer whole; expected schedule='layer', "
-                     f"got schedule={options.schedule.name!r}; use time_loop='scan'")
+  fused_checks.check_layer_schedule(NAME, options)
   for cell in cells:
     _check_cell(cell)
 

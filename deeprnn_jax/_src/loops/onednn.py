@@ -36,6 +36,7 @@ from jax import lax
 from deeprnn_jax._src.core import masking
 from deeprnn_jax._src.core import sharding
 from deeprnn_jax._src.core.types import LSTMState, TimeLoop
+from deeprnn_jax._src.loops import fused_checks
 from deeprnn_jax._src.loops.onednn_kernel import library
 
 NAME = "time_loop='onednn'"
@@ -146,14 +147,8 @@ def check_cell(cell, params=None):
 def check_call(cell, params, carry, xs, resets):
   """A ValueError naming what this call has that oneDNN's layer cannot run."""
   check_cell(cell, params)
-  if resets is not None:
-    raise ValueError(f"resets: {NAME} expected None (oneDNN cannot restart a carry inside "
-                     f"a sequence), got a bool array {list(resets.shape)[::-1]}; use "
-                     f"time_loop='scan'")
-  dtypes = sorted({str(jnp.dtype(a.dtype)) for a in jax.tree.leaves((params, carry, xs))})
-  if dtypes != ["float32"]:
-    raise ValueError(f"xs: {NAME} expected float32 params, states and inputs, got "
-                     f"{', '.join(dtypes)}")
+  fused_checks.check_no_resets(NAME, "oneDNN", resets)
+  fused_checks.check_float32(NAME, params, carry, xs)
   if jax.default_backend() != "cpu":
     raise ValueError(f"time_loop: {NAME} runs on the CPU; got backend "
                      f"{jax.default_backend()!r}; use time_loop='scan' (or 'cudnn')")
@@ -190,9 +185,7 @@ def onednn_layer(cell, params, xs, carry, lengths=None, *, reverse=False, resets
 
 
 def _check_options(options, cells):
-  if options.schedule.name != "layer":
-    raise ValueError(f"time_loop: {NAME} runs each layer whole; expected schedule='layer', "
-                     f"got schedule={options.schedule.name!r}; use time_loop='scan'")
+  fused_checks.check_layer_schedule(NAME, options)
   for cell in cells:
     check_cell(cell)
 

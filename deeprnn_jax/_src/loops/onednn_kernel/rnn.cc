@@ -177,15 +177,19 @@ class Runner {
     static Runner* runner = new Runner();  // never destroyed: lives as long as the process
     return *runner;
   }
+  // Runs `job` on the runner thread and waits; rethrows what it threw, as a runtime_error.
   void Run(const std::function<void()>& job) {
     std::unique_lock<std::mutex> lock(mu_);
     idle_.wait(lock, [&] { return job_ == nullptr; });
     job_ = &job;
     done_ = false;
+    error_.clear();
     wake_.notify_all();
     idle_.wait(lock, [&] { return done_; });
+    std::string error = error_;
     job_ = nullptr;
     idle_.notify_all();
+    if (!error.empty()) throw std::runtime_error(error);
   }
 
  private:
@@ -195,8 +199,15 @@ class Runner {
     for (;;) {
       wake_.wait(lock, [&] { return job_ != nullptr && !done_; });
       lock.unlock();
-      (*job_)();
+      std::string error;
+      try {
+        (*job_)();
+      } catch (const std::exception& e) {
+        error = e.what();
+        if (error.empty()) error = "unknown oneDNN error";
+      }
       lock.lock();
+      error_ = error;
       done_ = true;
       idle_.notify_all();
     }
@@ -204,6 +215,7 @@ class Runner {
   std::mutex mu_;
   std::condition_variable wake_, idle_;
   const std::function<void()>* job_ = nullptr;
+  std::string error_;
   bool done_ = true;
   std::thread thread_;
 };
@@ -257,22 +269,49 @@ ffi::Error Forward(int64_t cell, ffi::AnyBuffer x, ffi::AnyBuffer h0, ffi::AnyBu
     } else {
       std::memset(c_n->untyped_data(), 0, c_n->size_bytes());
     }
-    std::string error;
     Runner::Get().Run([&] {
-      try {
-        args[DNNL_ARG_SCRATCHPAD] = Mem(k.fwd_scratch, Scratch(k.fwd_scratch.get_size()));
-        dnnl::stream stream(Engine());
-        k.fwd.execute(stream, args);
-        stream.wait();
-      } catch (const std::exception& e) {
-        error = e.what();
-      }
+      args[DNNL_ARG_SCRATCHPAD] = Mem(k.fwd_scratch, Scratch(k.fwd_scratch.get_size()));
+      dnnl::stream stream(Engine());
+      k.fwd.execute(stream, args);
+      stream.wait();
     });
-    if (!error.empty()) throw std::runtime_error(error);
   } catch (const std::exception& e) {
     return ffi::Error::Internal(std::string("drnn_onednn forward: ") + e.what());
   }
   return ffi::Error::Success();
+}
+
+// The backward's weights and weight gradients: the caller's buffers, or, where oneDNN's
+// backward wants another format, buffers in the scratch (after oneDNN's own scratchpad)
+// that the weights are reordered into and the gradients out of. The gradients start at
+// zero: oneDNN adds into them.
+struct BwdWeights {
+  dnnl::memory layer, iter, d_layer, d_iter;  // the caller's, ldigo
+  dnnl::memory bwd_layer, bwd_iter, bwd_d_layer, bwd_d_iter;  // what the backward reads
+};
+
+BwdWeights PrepareWeights(const Kernel& k, dnnl::stream& stream, char* buf, const void* wl,
+                          const void* wi, void* dwl, void* dwi) {
+  size_t at = Aligned(k.bwd_scratch.get_size());
+  auto take = [&](const dnnl::memory::desc& md) {
+    dnnl::memory m(md, Engine(), buf + at);
+    at += Aligned(md.get_size());
+    return m;
+  };
+  BwdWeights w;
+  w.layer = Mem(k.d.w_layer, wl);
+  w.iter = Mem(k.d.w_iter, wi);
+  w.d_layer = Mem(k.d.w_layer, dwl);
+  w.d_iter = Mem(k.d.w_iter, dwi);
+  w.bwd_layer = k.reorder_w_layer ? take(k.bwd_w_layer) : w.layer;
+  w.bwd_iter = k.reorder_w_iter ? take(k.bwd_w_iter) : w.iter;
+  w.bwd_d_layer = k.reorder_dw_layer ? take(k.bwd_dw_layer) : w.d_layer;
+  w.bwd_d_iter = k.reorder_dw_iter ? take(k.bwd_dw_iter) : w.d_iter;
+  if (k.reorder_w_layer) k.to_bwd_w_layer.execute(stream, w.layer, w.bwd_layer);
+  if (k.reorder_w_iter) k.to_bwd_w_iter.execute(stream, w.iter, w.bwd_iter);
+  std::memset(w.bwd_d_layer.get_data_handle(), 0, k.bwd_dw_layer.get_size());
+  std::memset(w.bwd_d_iter.get_data_handle(), 0, k.bwd_dw_iter.get_size());
+  return w;
 }
 
 ffi::Error Backward(int64_t cell, ffi::AnyBuffer x, ffi::AnyBuffer h0, ffi::AnyBuffer c0,
@@ -287,65 +326,43 @@ ffi::Error Backward(int64_t cell, ffi::AnyBuffer x, ffi::AnyBuffer h0, ffi::AnyB
   try {
     Kernel& k = Get(ShapeOf(cell, x, h0));
     const Descs& d = k.d;
-    std::string error;
     Runner::Get().Run([&] {
-      try {
-        dnnl::stream stream(Engine());
-        char* buf = Scratch(k.BwdScratchBytes());
-        size_t at = Aligned(k.bwd_scratch.get_size());
-        auto take = [&](const dnnl::memory::desc& md) {
-          dnnl::memory m(md, Engine(), buf + at);
-          at += Aligned(md.get_size());
-          return m;
-        };
-        dnnl::memory wl = Mem(d.w_layer, w_layer.untyped_data());
-        dnnl::memory wi = Mem(d.w_iter, w_iter.untyped_data());
-        dnnl::memory dwl = Mem(d.w_layer, dw_layer->untyped_data());
-        dnnl::memory dwi = Mem(d.w_iter, dw_iter->untyped_data());
-        dnnl::memory bwl = k.reorder_w_layer ? take(k.bwd_w_layer) : wl;
-        dnnl::memory bwi = k.reorder_w_iter ? take(k.bwd_w_iter) : wi;
-        dnnl::memory bdwl = k.reorder_dw_layer ? take(k.bwd_dw_layer) : dwl;
-        dnnl::memory bdwi = k.reorder_dw_iter ? take(k.bwd_dw_iter) : dwi;
-        if (k.reorder_w_layer) k.to_bwd_w_layer.execute(stream, wl, bwl);
-        if (k.reorder_w_iter) k.to_bwd_w_iter.execute(stream, wi, bwi);
-        // oneDNN adds the weight gradients into these buffers: they start at zero
-        std::memset(bdwl.get_data_handle(), 0, k.bwd_dw_layer.get_size());
-        std::memset(bdwi.get_data_handle(), 0, k.bwd_dw_iter.get_size());
-        std::memset(dbias->untyped_data(), 0, dbias->size_bytes());
-        std::unordered_map<int, dnnl::memory> args = {
-            {DNNL_ARG_SRC_LAYER, Mem(d.x, x.untyped_data())},
-            {DNNL_ARG_SRC_ITER, Mem(d.h, h0.untyped_data())},
-            {DNNL_ARG_WEIGHTS_LAYER, bwl},
-            {DNNL_ARG_WEIGHTS_ITER, bwi},
-            {DNNL_ARG_BIAS, Mem(d.bias, bias.untyped_data())},
-            {DNNL_ARG_DST_LAYER, Mem(d.y, y.untyped_data())},
-            {DNNL_ARG_DST_ITER, Mem(d.h, h_n.untyped_data())},
-            {DNNL_ARG_WORKSPACE, Mem(k.workspace, workspace.untyped_data())},
-            {DNNL_ARG_DIFF_DST_LAYER, Mem(d.y, dy.untyped_data())},
-            {DNNL_ARG_DIFF_DST_ITER, Mem(d.h, dh_n.untyped_data())},
-            {DNNL_ARG_DIFF_SRC_LAYER, Mem(d.x, dx->untyped_data())},
-            {DNNL_ARG_DIFF_SRC_ITER, Mem(d.h, dh0->untyped_data())},
-            {DNNL_ARG_DIFF_WEIGHTS_LAYER, bdwl},
-            {DNNL_ARG_DIFF_WEIGHTS_ITER, bdwi},
-            {DNNL_ARG_DIFF_BIAS, Mem(d.bias, dbias->untyped_data())},
-            {DNNL_ARG_SCRATCHPAD, Mem(k.bwd_scratch, buf)}};
-        if (cell == kLSTM) {
-          args[DNNL_ARG_SRC_ITER_C] = Mem(d.h, c0.untyped_data());
-          args[DNNL_ARG_DST_ITER_C] = Mem(d.h, c_n.untyped_data());
-          args[DNNL_ARG_DIFF_DST_ITER_C] = Mem(d.h, dc_n.untyped_data());
-          args[DNNL_ARG_DIFF_SRC_ITER_C] = Mem(d.h, dc0->untyped_data());
-        } else {
-          std::memset(dc0->untyped_data(), 0, dc0->size_bytes());
-        }
-        k.bwd.execute(stream, args);
-        if (k.reorder_dw_layer) k.from_bwd_dw_layer.execute(stream, bdwl, dwl);
-        if (k.reorder_dw_iter) k.from_bwd_dw_iter.execute(stream, bdwi, dwi);
-        stream.wait();
-      } catch (const std::exception& e) {
-        error = e.what();
+      dnnl::stream stream(Engine());
+      char* buf = Scratch(k.BwdScratchBytes());
+      BwdWeights w = PrepareWeights(k, stream, buf, w_layer.untyped_data(),
+                                    w_iter.untyped_data(), dw_layer->untyped_data(),
+                                    dw_iter->untyped_data());
+      std::memset(dbias->untyped_data(), 0, dbias->size_bytes());  // oneDNN adds into it
+      std::unordered_map<int, dnnl::memory> args = {
+          {DNNL_ARG_SRC_LAYER, Mem(d.x, x.untyped_data())},
+          {DNNL_ARG_SRC_ITER, Mem(d.h, h0.untyped_data())},
+          {DNNL_ARG_WEIGHTS_LAYER, w.bwd_layer},
+          {DNNL_ARG_WEIGHTS_ITER, w.bwd_iter},
+          {DNNL_ARG_BIAS, Mem(d.bias, bias.untyped_data())},
+          {DNNL_ARG_DST_LAYER, Mem(d.y, y.untyped_data())},
+          {DNNL_ARG_DST_ITER, Mem(d.h, h_n.untyped_data())},
+          {DNNL_ARG_WORKSPACE, Mem(k.workspace, workspace.untyped_data())},
+          {DNNL_ARG_DIFF_DST_LAYER, Mem(d.y, dy.untyped_data())},
+          {DNNL_ARG_DIFF_DST_ITER, Mem(d.h, dh_n.untyped_data())},
+          {DNNL_ARG_DIFF_SRC_LAYER, Mem(d.x, dx->untyped_data())},
+          {DNNL_ARG_DIFF_SRC_ITER, Mem(d.h, dh0->untyped_data())},
+          {DNNL_ARG_DIFF_WEIGHTS_LAYER, w.bwd_d_layer},
+          {DNNL_ARG_DIFF_WEIGHTS_ITER, w.bwd_d_iter},
+          {DNNL_ARG_DIFF_BIAS, Mem(d.bias, dbias->untyped_data())},
+          {DNNL_ARG_SCRATCHPAD, Mem(k.bwd_scratch, buf)}};
+      if (cell == kLSTM) {
+        args[DNNL_ARG_SRC_ITER_C] = Mem(d.h, c0.untyped_data());
+        args[DNNL_ARG_DST_ITER_C] = Mem(d.h, c_n.untyped_data());
+        args[DNNL_ARG_DIFF_DST_ITER_C] = Mem(d.h, dc_n.untyped_data());
+        args[DNNL_ARG_DIFF_SRC_ITER_C] = Mem(d.h, dc0->untyped_data());
+      } else {
+        std::memset(dc0->untyped_data(), 0, dc0->size_bytes());
       }
+      k.bwd.execute(stream, args);
+      if (k.reorder_dw_layer) k.from_bwd_dw_layer.execute(stream, w.bwd_d_layer, w.d_layer);
+      if (k.reorder_dw_iter) k.from_bwd_dw_iter.execute(stream, w.bwd_d_iter, w.d_iter);
+      stream.wait();
     });
-    if (!error.empty()) throw std::runtime_error(error);
   } catch (const std::exception& e) {
     return ffi::Error::Internal(std::string("drnn_onednn backward: ") + e.what());
   }
