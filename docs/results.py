@@ -514,19 +514,20 @@ def depth_answer(root):
         continue
       best = min(mine.items(), key=lambda kv: sum(kv[1]) / len(kv[1]))
       name = f"{best[0][3]} x {best[0][4]}{' residual' if best[0][5] else ''}"
-      lines.append(f"- {cell.upper()}, {setup.replace('_', ' ')}: depth 1 {_bpc(one[0])} "
-                   f"test bpc; the best of {len(mine)} points {name}, {_bpc(best[1])}.")
+      lines.append((f"characters, {cell.upper()}, {setup.replace('_', ' ')}",
+                    f"depth 1 {_bpc(one[0])} test bpc; the best of {len(mine)} points "
+                    f"{name}, {_bpc(best[1])}"))
       plain = {k[3]: v for k, v in mine.items() if k[3] >= 4 and not k[5]}
       res = {k[3]: v for k, v in mine.items() if k[3] >= 4 and k[5]}
       for d in sorted(set(plain) & set(res)):
-        lines.append(f"  Depth {d} with residual connections {_bpc(res[d])}, without "
-                     f"{_bpc(plain[d])}.")
+        lines.append((f"characters, {cell.upper()}, {setup.replace('_', ' ')}, depth {d}",
+                      f"with residual connections {_bpc(res[d])}, without {_bpc(plain[d])}"))
   peer = {k: v for k, v in points.items() if k[0] == "torch"}
   for k, v in peer.items():
     ours = points.get(("jax", *k[1:]))
     if ours:
-      lines.append(f"- PyTorch's {k[1].upper()} {k[3]} x {k[4]} on the same flags: {_bpc(v)} "
-                   f"test bpc against ours {_bpc(ours)}.")
+      lines.append((f"characters, PyTorch's {k[1].upper()} {k[3]} x {k[4]}",
+                    f"{_bpc(v)} test bpc on the same flags; ours {_bpc(ours)}"))
   overfit_rows = _study("overfit_report").rows(
       [str(p) for p in sorted((root / OVERFIT).glob("train*.json"))])
   gaps, chance = {}, {}
@@ -540,23 +541,26 @@ def depth_answer(root):
     for d in sorted({k[1] for k in gaps}):
       vals = [sum(gaps[(reg, d, n)]) / len(gaps[(reg, d, n)]) for n in sizes if (reg, d, n) in gaps]
       if vals:
-        lines.append(f"- IMDB classifier depth {d}{', dropout' if reg else ''}: train-validation "
-                     f"gap {' -> '.join(f'{v:.3f}' for v in vals)} over "
-                     f"{', '.join(f'{n:,}' for n in sizes)} training reviews"
+        lines.append((f"IMDB classifier, depth {d}{', dropout' if reg else ''}",
+                      f"train-validation gap {' -> '.join(f'{v:.3f}' for v in vals)} over "
+                      f"{', '.join(f'{n:,}' for n in sizes)} training reviews"
                      + "".join(f"; at {n:,}, {chance[(reg, d, n)]} of {len(gaps[(reg, d, n)])} "
-                               f"seeds never left chance" for n in sizes if (reg, d, n) in chance)
-                     + ".")
+                               f"seeds never left chance" for n in sizes if (reg, d, n) in chance)))
   cost = {(r["impl"], r["cell"], r["depth"]): r for r in report.load_rows([root / FUSED[1]])[0]
           if r["hidden"] == 128}
   for cell in ("lstm", "gru"):
     depths = sorted(d for i, c, d in cost if i == "deeprnn_jax[time_loop=auto]" and c == cell)
     if depths:
       per = [cost[("deeprnn_jax[time_loop=auto]", cell, d)] for d in depths]
-      lines.append(f"- Cost of depth, {cell.upper()} width 128 training step (B = 64, T = 100): "
-                   + ", ".join(f"L = {d}: {1e3 * r['median_step_s']:.0f} ms, "
-                               f"{r['params']:,} params" for d, r in zip(depths, per)) + ".")
-  return "\n".join(lines) + (f"\n\nGenerated from `{CHAR_LM}`, `{OVERFIT}/train*.json` "
-                             f"({len(rows)} and {len(overfit_rows)} runs) and `{FUSED[1]}`.")
+      lines.append((f"cost of depth, {cell.upper()} width 128 training step (B = 64, T = 100)",
+                    "; ".join(f"L = {d}: {1e3 * r['median_step_s']:.0f} ms, "
+                              f"{r['params']:,} params" for d, r in zip(depths, per))))
+  table = ["| question | measured |", "| --- | --- |"] + [f"| {q} | {a} |" for q, a in lines]
+  dates = sorted(r["utc"][:10] for r in rows) + sorted(r["finished_utc"][:10] for r in overfit_rows)
+  return "\n".join(table) + (
+      f"\n\nSource: `{CHAR_LM}`, `{OVERFIT}/train*.json` ({len(rows)} and "
+      f"{len(overfit_rows)} runs) and `{FUSED[1]}`, on {rows[0]['cpu']}, {dates[0]} to "
+      f"{dates[-1]}.")
 
 
 def fused_span(root, peer, cell):
