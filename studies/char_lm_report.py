@@ -11,6 +11,7 @@ from typing import Dict, List, Optional
 import numpy as np
 
 SETUP_NAMES = {"equal_params": "equal params", "equal_width": "equal width"}
+CAP = 5.0  # bpc: above the plateau of a model that knows only the characters' frequencies
 
 
 def stack_params(cell: str, depth: int, width: int, embed: int) -> int:
@@ -51,7 +52,7 @@ def fit_curve(curve: List[dict]) -> Optional[tuple]:
     design = np.stack([np.ones_like(n), n ** -c], 1)
     coef, *_ = np.linalg.lstsq(design, y, rcond=None)
     err = float(((design @ coef - y) ** 2).sum())
-    if coef[1] > 0 and (best is None or err < best[0]):
+    if coef[1] > 0 and coef[0] >= 0 and (best is None or err < best[0]):  # a floor >= 0 bits
       best = (err, float(coef[0]), float(coef[1]), float(c))
   return best[1:] if best else None
 
@@ -110,12 +111,19 @@ def _plot_depth(ax, rows):
       if not keys:
         continue
       ys = [[r["test_bits"] for r in g[k]] for k in keys]
-      ax.errorbar([k[3] for k in keys], [np.mean(y) for y in ys],
+      means = [min(np.mean(y), CAP) for y in ys]
+      ax.errorbar([k[3] for k in keys], means,
                   yerr=[np.std(y) for y in ys], fmt=style + "o", color=color, capsize=3,
                   label=f"{cell}, {SETUP_NAMES[setup]}")
+      for k, y in zip(keys, ys):
+        if np.mean(y) > CAP:  # a diverged run, drawn at the top edge with its value
+          ax.annotate(f"{np.mean(y):.1f}", (k[3], CAP), textcoords="offset points",
+                      xytext=(4, -10), color=color, fontsize=8)
       plain = [k for k in g if k[:3] == ("jax", cell, setup) and k[3] >= 4 and not k[5]]
       for k in plain:
-        ax.plot(k[3], np.mean([r["test_bits"] for r in g[k]]), "x", color=color, ms=9)
+        ax.plot(k[3], min(np.mean([r["test_bits"] for r in g[k]]), CAP), "x", color=color,
+                ms=9)
+  ax.set_ylim(top=CAP + 0.1)
   ax.set_xlabel("depth (residual from 4; x: the same depth without residual)")
   ax.set_ylabel("test bits per character")
   ax.grid(alpha=0.3)
@@ -136,6 +144,7 @@ def _plot_curves(ax, rows, cell):
       far = np.geomspace(n[-1], n[-1] * 20, 30)
       ax.plot(far, predict(fit, far), ":", color=line.get_color())
   ax.set_xscale("log")
+  ax.set_ylim(top=CAP + 0.1)
   ax.set_xlabel("training characters seen (dotted: fitted a + b n^-c, extrapolated)")
   ax.set_ylabel("validation bits per character")
   ax.set_title(f"{cell.upper()}, equal parameters", fontsize=9)
