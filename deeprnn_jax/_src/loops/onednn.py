@@ -19,7 +19,7 @@ exact (a step reads only earlier ones) and those past it are zeroed, so their
 cotangents are zero and the gradients are exact too. The final h is y at step
 length - 1. The LSTM's final c there is not returned by oneDNN: it is recomputed from
 the outputs, c_t = f_t c_{t-1} + i_t g_t with the gates of one [T*B, F+H] matmul,
-an elementwise scan (only when lengths are given). A row of length 0 keeps its
+an elementwise scan (only when some row is shorter than T). A row of length 0 keeps its
 initial carry. A reverse direction reverses each row within its length, runs forward
 and reverses back (`core/masking.reverse_valid`).
 
@@ -180,7 +180,9 @@ def onednn_layer(cell, params, xs, carry, lengths=None, *, reverse=False, resets
   ys = jnp.where((jnp.arange(T)[:, None] < full[None, :])[..., None], ys, 0)
   if kind != "lstm":
     return h, ys
-  c = jnp.where(empty, c0, _lstm_c_at(params, x, h0, c0, run, last))
+  # every row full length (TBPTT chunks, unpadded batches): oneDNN's own final c is it
+  c = lax.cond(jnp.all(full == T), lambda: c_n,
+               lambda: jnp.where(empty, c0, _lstm_c_at(params, x, h0, c0, run, last)))
   return LSTMState(h, c), ys
 
 
